@@ -1,0 +1,146 @@
+"""Every NATS subject Switchboard uses, built in one place.
+
+No other module of the tree spells a subject: they call these functions (a test greps the
+tree for subject literals). A subject is dot-separated tokens; the variable parts are
+checked so a call id or region code can never inject a wildcard or an extra token.
+"""
+
+from __future__ import annotations
+
+import re
+
+CALLS_STREAM = "CALLS"
+"""JetStream stream that keeps every call event (`call.>`), for replay and records."""
+
+MICRO_PREFIX = "$SRV"
+"""nats.micro discovery prefix ($SRV.PING, $SRV.INFO, $SRV.STATS)."""
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class SubjectError(ValueError):
+    """A variable part of a subject is not a single safe token."""
+
+
+def token(value: str) -> str:
+    """Validate one subject token: no dots, spaces or wildcards."""
+    if not _TOKEN.match(value):
+        raise SubjectError(f"not a valid subject token: {value!r}")
+    return value
+
+
+# --- config ---------------------------------------------------------------------------
+
+
+def routing_resolve() -> str:
+    """Request/reply, queue group `config`: tracking number -> RoutingDecision."""
+    return "routing.resolve"
+
+
+def config_changed(entity: str) -> str:
+    """Published by every config write so resolver caches invalidate (ConfigChanged)."""
+    return f"config.{token(entity)}.changed"
+
+
+def config_changed_any() -> str:
+    return "config.*.changed"
+
+
+def config_api(verb: str) -> str:
+    """Request/reply into the config service used by other services' tools (e.g. reroute)."""
+    return f"config.api.{token(verb)}"
+
+
+# --- media ----------------------------------------------------------------------------
+
+
+def media_allocate(region: str) -> str:
+    """Request/reply, queue group per region: MediaAllocate -> MediaAllocation."""
+    return f"media.{token(region)}.allocate"
+
+
+def media_worker(worker_id: str, verb: str) -> str:
+    """Addressed to one worker: verb is `update`, `release` or `dtmf`."""
+    return f"media.worker.{token(worker_id)}.{token(verb)}"
+
+
+# --- calls ----------------------------------------------------------------------------
+
+
+def call_event(call_id: str, kind: str) -> str:
+    """One event of one call (CallEvent), kept by the CALLS stream."""
+    return f"call.{token(call_id)}.{token(kind)}"
+
+
+def call_events(call_id: str) -> str:
+    """Every event of one call."""
+    return f"call.{token(call_id)}.>"
+
+
+def call_events_all() -> str:
+    """Every event of every call: the CALLS stream's subject."""
+    return "call.>"
+
+
+def call_control(call_id: str, verb: str) -> str:
+    """Commands to the node that owns a call (e.g. `hangup`), not kept by the stream."""
+    return f"callctl.{token(call_id)}.{token(verb)}"
+
+
+# --- signaling ------------------------------------------------------------------------
+
+
+def signaling_originate(region: str) -> str:
+    """Request/reply, queue group per region: originate the client leg in that region."""
+    return f"signaling.{token(region)}.originate"
+
+
+# --- registry -------------------------------------------------------------------------
+
+
+def heartbeat(service: str, region: str, node_id: str) -> str:
+    """Published periodically by every node (Heartbeat)."""
+    return f"heartbeat.{token(service)}.{token(region)}.{token(node_id)}"
+
+
+def heartbeat_all() -> str:
+    return "heartbeat.>"
+
+
+def region_status(code: str) -> str:
+    """Published by the registry on every health change of a region (RegionStatus)."""
+    return f"registry.region.{token(code)}.status"
+
+
+def region_status_all() -> str:
+    return "registry.region.*.status"
+
+
+def registry_select() -> str:
+    """Request/reply: preferred region -> region to use now (RegionSelect -> RegionSelection)."""
+    return "registry.select"
+
+
+def registry_trunk_check() -> str:
+    """Request/reply: is this source address a carrier trunk (TrunkCheck -> TrunkCheckResult)."""
+    return "registry.trunk.check"
+
+
+def registry_query(verb: str) -> str:
+    """Request/reply read/write endpoints of the registry behind the public HTTP API:
+    `regions`, `allowlist`, `trunks.list`-style verbs are single tokens (`regions`,
+    `allowlist`, `trunks_list`, `trunks_add`, `trunks_delete`)."""
+    return f"registry.api.{token(verb)}"
+
+
+# --- discovery ------------------------------------------------------------------------
+
+
+def micro_name(service: str) -> str:
+    """The nats.micro service name a Switchboard service registers as."""
+    return f"switchboard-{token(service)}"
+
+
+def micro_ping(service: str | None = None) -> str:
+    """`$SRV.PING` for every service, or for one by name."""
+    return f"{MICRO_PREFIX}.PING" + (f".{micro_name(service)}" if service else "")

@@ -1,0 +1,220 @@
+"""A typed bus client over nats-py.
+
+Requests and replies are `proto.messages` models serialized as JSON. A handler that gets a
+message it cannot parse, or that fails, answers an ErrorReply with the nats.micro error
+headers instead of leaving the requester to time out; nothing a peer sends can kill the
+subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import StorageType, StreamConfig
+from pydantic import BaseModel, ValidationError
+
+from proto import subjects
+from proto.messages import ErrorReply
+
+from .errors import BadReply, BusTimeout, HandlerError, NoResponders, RemoteError
+
+log = logging.getLogger("switchboard.bus")
+
+T = TypeVar("T", bound=BaseModel)
+M = TypeVar("M", bound=BaseModel)
+
+ERROR_HEADER = "Nats-Service-Error"
+ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+
+Handler = Callable[[M], Awaitable[BaseModel | None]]
+
+
+def encode(msg: BaseModel) -> bytes:
+    return msg.model_dump_json().encode()
+
+
+class Bus:
+    """One NATS connection with typed helpers. Create with `await Bus.connect(...)`."""
+
+    def __init__(self, nc: NatsClient, name: str) -> None:
+        self.nc = nc
+        self.name = name
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        name: str,
+        *,
+        connect_timeout: float = 2.0,
+        max_reconnect_attempts: int = -1,
+        on_state: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Bus:
+        async def disconnected() -> None:
+            log.warning("bus disconnected from %s", url)
+            if on_state:
+                await on_state("disconnected")
+
+        async def reconnected() -> None:
+            log.info("bus reconnected to %s", url)
+            if on_state:
+                await on_state("reconnected")
+
+        async def error(e: Exception) -> None:
+            log.debug("bus error: %s", e)
+
+        nc = await nats.connect(
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=max_reconnect_attempts,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+        return cls(nc, name)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def request(self, subject: str, msg: BaseModel, reply_type: type[T], timeout: float = 1.0) -> T:
+        """Send `msg`, wait for one answer parsed as `reply_type`.
+
+        Raises BusTimeout, NoResponders, RemoteError (the responder answered an error) or
+        BadReply (the answer does not parse)."""
+        try:
+            reply = await self.nc.request(subject, encode(msg), timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NoResponders(subject) from None
+        except nats.errors.TimeoutError:
+            raise BusTimeout(subject, timeout) from None
+        except nats.errors.ConnectionClosedError as e:
+            raise NoResponders(subject) from e
+        headers = reply.headers or {}
+        if ERROR_HEADER in headers:
+            code = int(headers.get(ERROR_CODE_HEADER, "500") or 500)
+            try:
+                err = ErrorReply.model_validate_json(reply.data)
+                raise RemoteError(subject, code, err.error, err.detail)
+            except ValidationError:
+                raise RemoteError(subject, code, headers[ERROR_HEADER]) from None
+        try:
+            return reply_type.model_validate_json(reply.data)
+        except ValidationError as e:
+            raise BadReply(f"{subject!r} answered something that is not a {reply_type.__name__}: {e}") from e
+
+    async def publish(self, subject: str, msg: BaseModel) -> None:
+        await self.nc.publish(subject, encode(msg))
+
+    async def subscribe(
+        self,
+        subject: str,
+        handler: Callable[[Any], Awaitable[BaseModel | None]],
+        msg_type: type[BaseModel],
+        *,
+        queue: str = "",
+        concurrent: bool = True,
+    ) -> Subscription:
+        """Call `handler(parsed)` for each message; if the message was a request, answer
+        with what the handler returns (or an ErrorReply when it fails).
+
+        `concurrent=True` runs each handler in its own task so one slow request does not
+        hold up the others; False keeps the order of messages (events)."""
+
+        async def run(m: Msg) -> None:
+            try:
+                parsed = msg_type.model_validate_json(m.data)
+            except ValidationError as e:
+                log.warning("bad message on %s: %s", m.subject, _short(e))
+                await self._answer_error(m, 400, "bad message", {"errors": _errors(e)})
+                return
+            try:
+                result = await handler(parsed)
+            except HandlerError as e:
+                await self._answer_error(m, e.code, e.error, e.detail)
+                return
+            except Exception as e:  # a bug must not kill the subscription
+                log.exception("handler for %s failed", m.subject)
+                await self._answer_error(m, 500, f"internal error: {type(e).__name__}")
+                return
+            if m.reply and result is not None:
+                try:
+                    await m.respond(encode(result))
+                except Exception:  # requester gone, connection closing
+                    log.debug("could not answer on %s", m.subject)
+
+        async def cb(m: Msg) -> None:
+            if concurrent:
+                t = asyncio.create_task(run(m))
+                self._tasks.add(t)
+                t.add_done_callback(self._tasks.discard)
+            else:
+                await run(m)
+
+        sub = await self.nc.subscribe(subject, queue=queue, cb=cb)
+        self._subs.append(sub)
+        return sub
+
+    async def _answer_error(self, m: Msg, code: int, error: str, detail: dict[str, Any] | None = None) -> None:
+        if not m.reply:
+            return
+        body = ErrorReply(code=code, error=error, detail=detail or {})
+        try:
+            await self.nc.publish(
+                m.reply,
+                encode(body),
+                headers={ERROR_HEADER: error, ERROR_CODE_HEADER: str(code)},
+            )
+        except Exception:
+            log.debug("could not answer error on %s", m.subject)
+
+    async def ensure_calls_stream(
+        self, *, max_age: float = 7 * 24 * 3600, max_bytes: int = 1 << 30, replicas: int = 1
+    ) -> None:
+        """Create (or update) the CALLS stream that keeps every call event."""
+        js = self.nc.jetstream()
+        cfg = StreamConfig(
+            name=subjects.CALLS_STREAM,
+            subjects=[subjects.call_events_all()],
+            storage=StorageType.FILE,
+            max_age=max_age,
+            max_bytes=max_bytes,
+            num_replicas=replicas,
+        )
+        try:
+            await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError:
+            await js.update_stream(cfg)
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        try:
+            await self.nc.drain()
+        except Exception:
+            try:
+                await self.nc.close()
+            except Exception:
+                pass
+
+
+def _errors(e: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(err["loc"]), "msg": err["msg"]} for err in e.errors()[:10]]
+
+
+def _short(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()[:3])

@@ -1,0 +1,5 @@
+"""`python -m services.media`: run one media process."""
+
+from .main import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m services.registry`: run one registry process."""
+
+from .main import main
+
+main()

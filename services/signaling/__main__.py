@@ -1,0 +1,5 @@
+"""`python -m services.signaling`: run one signaling process."""
+
+from .main import main
+
+main()
