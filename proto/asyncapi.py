@@ -81,14 +81,14 @@ def document() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for ch in CHANNELS:
-        for model in (ch.message, ch.reply):
-            if model is not None:
-                messages[model.__name__] = {
-                    "name": model.__name__,
+        for msg_model in (ch.message, ch.reply):
+            if msg_model is not None:
+                messages[msg_model.__name__] = {
+                    "name": msg_model.__name__,
                     "contentType": "application/json",
-                    "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+                    "payload": {"$ref": f"#/components/schemas/{msg_model.__name__}"},
                 }
-        params = {p.strip("{}"): {} for p in ch.address.split(".") if p.startswith("{")}
+        params: dict[str, Any] = {p.strip("{}"): {} for p in ch.address.split(".") if p.startswith("{")}
         entry: dict[str, Any] = {
             "address": ch.address,
             "description": ch.description,

@@ -240,7 +240,7 @@ class RegionStatus(Message):
 
 class RegionSelect(Message):
     preferred: str | None = None
-    need: list[ServiceName] = Field(default_factory=lambda: ["signaling", "media"])
+    need: list[ServiceName] = Field(default_factory=lambda: list[ServiceName](["signaling", "media"]))
     exclude: list[str] = Field(default_factory=list)
     """Regions already tried for this call."""
 

@@ -157,7 +157,10 @@ class Stack:
             "nats_url": self.nats_url,
             "api_url": f"http://{self.args.host}:{self.args.http_port}",
             "pid": os.getpid(),
+            "pids": {name: p.pid for name, p in self.procs.items()}
+            | ({"nats": self.nats.proc.pid} if self.nats and self.nats.proc else {}),
         }))
+        self.summary()
 
     async def wait_ready(self, bus: Bus, timeout: float = 60.0) -> None:
         pending = set(SERVICES)
@@ -175,6 +178,8 @@ class Stack:
                 raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
             if pending:
                 await asyncio.sleep(0.2)
+
+    def summary(self) -> None:
         a = self.args
         say("up", "ready:")
         say("up", f"  SIP         {a.host}:{a.sip_port} udp+tcp, {a.host}:{a.sip_tls_port} tls")

@@ -50,6 +50,7 @@ class Bus:
         self.name = name
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = [False]
 
     @classmethod
     async def connect(
@@ -61,7 +62,11 @@ class Bus:
         max_reconnect_attempts: int = -1,
         on_state: Callable[[str], Awaitable[None]] | None = None,
     ) -> Bus:
+        closing_flag = [False]
+
         async def disconnected() -> None:
+            if closing_flag[0]:
+                return
             log.warning("bus disconnected from %s", url)
             if on_state:
                 await on_state("disconnected")
@@ -85,7 +90,9 @@ class Bus:
             reconnected_cb=reconnected,
             error_cb=error,
         )
-        return cls(nc, name)
+        bus = cls(nc, name)
+        bus._closing = closing_flag
+        return bus
 
     @property
     def connected(self) -> bool:
@@ -200,11 +207,14 @@ class Bus:
         except nats.js.errors.BadRequestError:
             await js.update_stream(cfg)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float = 2.0) -> None:
+        self._closing[0] = True
         for t in list(self._tasks):
             t.cancel()
         try:
-            await self.nc.drain()
+            if not self.nc.is_connected:
+                raise ConnectionError("not connected: nothing to drain")
+            await asyncio.wait_for(self.nc.drain(), timeout)
         except Exception:
             try:
                 await self.nc.close()

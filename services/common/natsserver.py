@@ -46,7 +46,8 @@ class NatsServer:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             args += ["-sd", str(self.store_dir)]
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=out, stderr=out)
+        # Own session: a Ctrl-C in the terminal must not stop the bus before the services.
+        self.proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

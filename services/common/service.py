@@ -116,8 +116,8 @@ async def serve(
         log.warning("%s: drain deadline reached, stopping with work in progress", name)
     await component.stop()
     try:
-        await svc.stop()
-    except Exception:
+        await asyncio.wait_for(svc.stop(), 2)
+    except Exception:  # NATS gone: nothing left to unregister from
         pass
     await bus.close()
     log.info("%s stopped", name)

@@ -21,7 +21,7 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="ignore")
 
     nats_url: str = "nats://127.0.0.1:4222"
-    region: str = Field(default="us-east-1", pattern=r"^[A-Za-z0-9_\-]+$")
+    region: str = Field(default="us1", pattern=r"^[A-Za-z0-9_\-]+$")
     """The region this node runs in (a code from the registry's topology)."""
     node_id: str = Field(default_factory=default_node_id, pattern=r"^[A-Za-z0-9_\-]+$")
     data_dir: Path = Path("var")

@@ -13,7 +13,7 @@ from proto import subjects
 REPO = Path(__file__).resolve().parents[3]
 # The first token of every subject family proto defines.
 ROOTS = ("routing", "config", "media", "call", "callctl", "signaling", "heartbeat", "registry", "$SRV")
-SUBJECT_LITERAL = re.compile(r"^(%s)\.[A-Za-z0-9_*>{$-]" % "|".join(re.escape(r) for r in ROOTS))
+SUBJECT_LITERAL = re.compile("^(" + "|".join(re.escape(r) for r in ROOTS) + r")\.[A-Za-z0-9_*>{$-]")
 
 
 def string_constants(tree: ast.AST) -> list[tuple[int, str]]:

@@ -1,0 +1,105 @@
+"""`switchboard up` brings the whole stack up and Ctrl-C brings every process down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from proto import subjects
+from services.common.natsserver import free_port
+
+SWITCHBOARD = [sys.executable, "-c", "from services.cli.main import main; main()"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"{needle!r} not seen; output:\n{''.join(lines)}")
+
+
+@pytest.mark.timeout(120)
+async def test_up_starts_every_service_and_ctrl_c_stops_all(tmp_path: Path) -> None:
+    env = dict(os.environ, SWITCHBOARD_ADMIN_TOKEN="test-admin-token")
+    args = [
+        "up", "--data-dir", str(tmp_path / "var"), "--nats-port", str(free_port()),
+        "--sip-port", str(free_port()), "--sip-tls-port", str(free_port()), "--http-port", str(free_port()),
+    ]
+    proc = subprocess.Popen(SWITCHBOARD + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        out = wait_for_line(proc, "Ctrl-C stops everything")
+        assert any("admin token test-admin-token" in line for line in out)
+        run = json.loads((tmp_path / "var" / "run.json").read_text())
+        nc = await nats.connect(run["nats_url"])
+        for name in ("signaling", "media", "config", "registry"):
+            reply = await nc.request(subjects.micro_ping(name), b"", timeout=2)
+            assert json.loads(reply.data)["name"] == subjects.micro_name(name)
+        await nc.close()
+        assert (tmp_path / "var" / "tls" / "sip.crt").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "nats-server stopped" in rest
+    for name, pid in run["pids"].items():
+        assert not alive(pid), f"{name} (pid {pid}) still running after Ctrl-C"
+    assert not (tmp_path / "var" / "run.json").exists()
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_up_says_which_port_is_taken(tmp_path: Path, proto: str) -> None:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        if proto == "tcp":
+            s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            SWITCHBOARD + ["up", "--data-dir", str(tmp_path), "--sip-port", str(port),
+                           "--http-port", str(free_port()), "--sip-tls-port", str(free_port())],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert r.returncode == 2
+    assert f"port {port}/{proto}" in r.stderr and "--sip-port" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_http_port_taken_names_the_flag(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            SWITCHBOARD + ["up", "--data-dir", str(tmp_path), "--http-port", str(port),
+                           "--sip-port", str(free_port()), "--sip-tls-port", str(free_port())],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert r.returncode == 2 and "--http-port" in r.stderr and "SWITCHBOARD_HTTP_PORT" in r.stderr
