@@ -1,0 +1,109 @@
+"""`switchboard calls show/export/replay` read a call back from the CALLS stream."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proto import subjects
+from proto.messages import CallEvent
+from services.common.bus import Bus
+from services.common.callstream import read_call_events
+from services.common.natsserver import NatsServer
+
+INVITE = (
+    "INVITE sip:+15551234567@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+    "From: <sip:+15550001111@127.0.0.1>;tag=a\r\nTo: <sip:+15551234567@127.0.0.1>\r\n"
+    "Call-ID: abc@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+)
+TRYING = (
+    "SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+    "From: <sip:+15550001111@127.0.0.1>;tag=a\r\nTo: <sip:+15551234567@127.0.0.1>\r\n"
+    "Call-ID: abc@127.0.0.1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from services.cli.main import main; main()", "calls", *args, "--nats-url", url],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+async def publish_call(bus: Bus, call_id: str) -> None:
+    await bus.ensure_calls_stream()
+    js = bus.nc.jetstream()
+    evs = [
+        CallEvent(call_id=call_id, kind="received", service="signaling", node="n1", seq=1,
+                  payload={"tracking_number": "+15551234567", "caller": "+15550001111"}),
+        CallEvent(call_id=call_id, kind="sip_in", service="signaling", node="n1", seq=2,
+                  payload={"src": "127.0.0.1:5070", "dst": "127.0.0.1:5060", "transport": "udp",
+                           "first_line": INVITE.split("\r\n")[0], "message": INVITE}),
+        CallEvent(call_id=call_id, kind="sip_out", service="signaling", node="n1", seq=3,
+                  payload={"src": "127.0.0.1:5060", "dst": "127.0.0.1:5070", "transport": "udp",
+                           "first_line": "SIP/2.0 100 Trying", "message": TRYING}),
+        CallEvent(call_id=call_id, kind="failed", service="signaling", node="n1", seq=4,
+                  payload={"sip_status": 404, "reason": "no route"}),
+    ]
+    for ev in evs:
+        await js.publish(subjects.call_event(call_id, ev.kind), ev.model_dump_json().encode())
+    # Another call's event must not leak into this one's timeline.
+    await js.publish(subjects.call_event("other", "received"),
+                     CallEvent(call_id="other", kind="received").model_dump_json().encode())
+
+
+async def test_show_prints_the_timeline_in_order(bus: Bus, nats_server: NatsServer) -> None:
+    await publish_call(bus, "call-1")
+    events = await read_call_events(bus, "call-1")
+    assert [e.kind for e in events] == ["received", "sip_in", "sip_out", "failed"]
+
+    r = await asyncio.to_thread(cli, nats_server.url, "show", "call-1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [ln.split()[3] for ln in lines] == ["received", "sip_in", "sip_out", "failed"]
+    assert "INVITE sip:+15551234567@127.0.0.1 SIP/2.0" in lines[1]
+    assert "sip_status=404" in lines[3]
+
+    r = await asyncio.to_thread(cli, nats_server.url, "show", "nope")
+    assert r.returncode == 1 and "no events for call nope" in r.stderr
+
+
+async def test_replay_republishes_every_event(bus: Bus, nats_server: NatsServer) -> None:
+    await publish_call(bus, "call-2")
+    got: list[CallEvent] = []
+
+    async def h(ev: CallEvent) -> None:
+        got.append(ev)
+
+    await bus.subscribe("replay.test", h, CallEvent, concurrent=False)
+    await bus.nc.flush()
+    r = await asyncio.to_thread(cli, nats_server.url, "replay", "call-2", "--to", "replay.test")
+    assert r.returncode == 0, r.stderr
+    for _ in range(50):
+        if len(got) == 4:
+            break
+        await asyncio.sleep(0.05)
+    assert [e.seq for e in got] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (.ci/run installs it)")
+async def test_export_pcap_opens_in_tshark(bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
+    await publish_call(bus, "call-3")
+    pcap = tmp_path / "call.pcap"
+    r = await asyncio.to_thread(cli, nats_server.url, "export", "call-3", "--pcap", str(pcap))
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "sip", "-T", "fields", "-e", "sip.Method",
+                          "-e", "sip.Status-Code"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert rows == [["INVITE", ""], ["", "100"]]
+
+
+async def test_no_nats_is_a_clear_error() -> None:
+    r = await asyncio.to_thread(cli, "nats://127.0.0.1:1", "show", "x")
+    assert r.returncode == 2 and "cannot reach NATS" in r.stderr
