@@ -1,14 +1,205 @@
-"""The media service process."""
+"""The media worker process: the relay on the bus.
+
+Answers `media.<region>.allocate` in the region's queue group and
+`media.worker.<id>.{update,release,dtmf}` addressed to itself; publishes `dtmf`,
+`media_timeout` and `media_stats` call events; heartbeats its load (calls) and capacity
+(calls its port range can hold).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import resource
+from collections.abc import Coroutine
+from typing import Any
+
+from nats.aio.subscription import Subscription
+
+from proto import subjects
+from proto.messages import (
+    Ack,
+    Heartbeat,
+    MediaAllocate,
+    MediaAllocation,
+    MediaDtmf,
+    MediaLeg,
+    MediaRelease,
+    MediaStats,
+    MediaUpdate,
+)
+from services.common.bus import Bus
+from services.common.events import CallEventPublisher
 from services.common.service import Component, run
 
+from .errors import BadKey, BadRequest, Draining, UnknownCall
+from .pool import PortPool
+from .relay import Call, Leg, Relay
 from .settings import MediaSettings
+from .srtp import crypto_line, key_from_crypto
+
+log = logging.getLogger("switchboard.media")
+
+TICK = 0.5
+
+
+def raise_fd_limit() -> None:
+    """Four sockets per call: 1,000 calls need more than the usual 1,024 descriptors."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
 
 
 class Media(Component[MediaSettings]):
     service = "media"
+
+    def __init__(self, bus: Bus, settings: MediaSettings) -> None:
+        super().__init__(bus, settings)
+        self.events = CallEventPublisher(bus, "media", settings.region, settings.node_id)
+        self.pool = PortPool(
+            settings.port_min, settings.port_max, quarantine=settings.quarantine,
+            state_path=settings.data_dir / "media" / f"ports-{settings.media_host}-{settings.port_min}-{settings.port_max}.json",
+        )
+        self.relay: Relay | None = None
+        self.draining = False
+        self._allocate_sub: Subscription | None = None
+        self._subs: list[Subscription] = []
+        self._ticker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def worker_id(self) -> str:
+        return self.settings.node_id
+
+    # --- life -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        raise_fd_limit()
+        s = self.settings
+        self.relay = Relay(self.pool, host=s.media_host, emit=self._emit, socket_buffer=s.socket_buffer,
+                           default_timeout=s.no_media_timeout)
+        w = self.worker_id
+        self._subs = [
+            await self.bus.subscribe(subjects.media_worker(w, "update"), self.on_update, MediaUpdate),
+            await self.bus.subscribe(subjects.media_worker(w, "release"), self.on_release, MediaRelease),
+            await self.bus.subscribe(subjects.media_worker(w, "dtmf"), self.on_dtmf, MediaDtmf),
+        ]
+        self._allocate_sub = await self.bus.subscribe(
+            subjects.media_allocate(s.region), self.on_allocate, MediaAllocate, queue=f"media-{s.region}")
+        await self.bus.nc.flush()
+        self._ticker = asyncio.create_task(self._tick())
+        log.info("media worker %s: ports %d-%d on %s (%d calls max)", w, s.port_min, s.port_max,
+                 s.media_host, self.pool.capacity // 2)
+
+    async def drain(self) -> None:
+        """Stop taking allocations; keep the calls until they are released (the caller
+        bounds this by `shutdown_grace`)."""
+        self.draining = True
+        if self._allocate_sub is not None:
+            try:
+                await self._allocate_sub.unsubscribe()
+            except Exception:
+                pass
+            self._allocate_sub = None
+        if self.relay is not None:
+            await self.relay.idle.wait()
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for sub in self._subs + ([self._allocate_sub] if self._allocate_sub else []):
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        if self.relay is not None:
+            self.relay.close()
+        for t in list(self._tasks):
+            try:
+                await asyncio.wait_for(t, 1.0)
+            except Exception:
+                pass
+
+    def heartbeat(self) -> Heartbeat:
+        hb = super().heartbeat()
+        hb.load = len(self.relay.calls) if self.relay else 0
+        # Two port pairs per call; a draining worker advertises no room.
+        hb.capacity = 0 if self.draining else self.pool.capacity // 2
+        return hb
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                assert self.relay is not None
+                self.relay.tick()
+            except Exception:
+                log.exception("media tick failed")
+
+    def _emit(self, call_id: str, kind: str, payload: dict[str, Any]) -> None:
+        self._spawn(self.events.emit(call_id, kind, **payload))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # --- bus handlers ------------------------------------------------------------------
+
+    def _call(self, call_id: str) -> Call:
+        assert self.relay is not None
+        call = self.relay.calls.get(call_id)
+        if call is None:
+            raise UnknownCall(call_id)
+        return call
+
+    def _leg_info(self, leg: Leg) -> MediaLeg:
+        return MediaLeg(
+            address=self.settings.public_address, port=leg.port, rtcp_port=leg.rtcp_port, secure=leg.secure,
+            crypto=crypto_line(leg.local_key) if leg.local_key else None,
+        )
+
+    async def on_allocate(self, req: MediaAllocate) -> MediaAllocation:
+        if self.draining:
+            raise Draining()
+        assert self.relay is not None
+        call = self.relay.allocate(req.call_id, a_secure=req.a_secure, b_secure=req.b_secure, timeout=req.timeout)
+        return MediaAllocation(call_id=req.call_id, worker_id=self.worker_id, region=self.settings.region,
+                               a=self._leg_info(call.a), b=self._leg_info(call.b))
+
+    async def on_update(self, req: MediaUpdate) -> Ack:
+        call = self._call(req.call_id)
+        assert self.relay is not None
+        try:
+            key = key_from_crypto(req.remote_crypto) if req.remote_crypto else None
+        except BadKey as e:
+            raise BadRequest(str(e), {"leg": req.leg}) from None
+        self.relay.update(call, req.leg, address=req.remote_address, port=req.remote_port,
+                          rtcp_port=req.remote_rtcp_port, te_pt=req.telephone_event_pt, remote_key=key,
+                          direction=req.direction)
+        return Ack()
+
+    async def on_dtmf(self, req: MediaDtmf) -> Ack:
+        call = self._call(req.call_id)
+        assert self.relay is not None
+        try:
+            self.relay.inject(call, req.leg, req.digits, req.duration_ms, req.gap_ms)
+        except ValueError as e:
+            raise BadRequest(str(e), {"digits": req.digits}) from None
+        return Ack()
+
+    async def on_release(self, req: MediaRelease) -> MediaStats:
+        call = self._call(req.call_id)
+        assert self.relay is not None
+        self.relay.release(call)
+        stats = call.stats(self.worker_id)
+        await asyncio.sleep(0)  # let the call's queued events take their sequence numbers first
+        await self.events.emit(call.call_id, "media_stats", **stats.model_dump(exclude={"schema_version"}))
+        self.events.forget(call.call_id)
+        return stats
 
 
 def main() -> None:

@@ -1,7 +1,26 @@
+"""Media worker settings, from SWITCHBOARD_* environment variables."""
+
 from __future__ import annotations
+
+from pydantic import Field, model_validator
 
 from services.common.settings import CommonSettings
 
 
 class MediaSettings(CommonSettings):
-    pass
+    media_host: str = "127.0.0.1"
+    """Address the RTP/RTCP sockets bind to; `public_address` is what goes into SDP."""
+    port_min: int = Field(default=10000, ge=1024, le=65534)
+    port_max: int = Field(default=20000, ge=1025, le=65535)
+    no_media_timeout: float = 30.0
+    """Seconds without a packet on an answered, not-on-hold call before `media_timeout`; 0 disables."""
+    quarantine: float = 10.0
+    """Seconds a released port pair stays unused, so late packets of the old call die there."""
+    socket_buffer: int = 1 << 18
+    """SO_RCVBUF/SO_SNDBUF per socket, so a burst is not dropped by the kernel."""
+
+    @model_validator(mode="after")
+    def _range(self) -> MediaSettings:
+        if self.port_max - self.port_min < 3:
+            raise ValueError("port range must hold at least two even/odd pairs")
+        return self
