@@ -114,7 +114,7 @@ _SINGLE = frozenset({"to", "from", "call-id", "cseq", "max-forwards", "content-l
 
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
 _VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)", re.I)
-_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*$", re.I | re.M)
+_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
 _LWS_BYTES_RE = re.compile(rb"[ \t]*\r\n[ \t]+")
 
 REASON_PHRASES = {
