@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from proto import subjects
 from proto.messages import ErrorReply
 
 from .errors import BadReply, BusTimeout, HandlerError, NoResponders, RemoteError
+from .metrics import BUS_REQUEST_SECONDS, family
 
 log = logging.getLogger("switchboard.bus")
 
@@ -103,14 +105,18 @@ class Bus:
 
         Raises BusTimeout, NoResponders, RemoteError (the responder answered an error) or
         BadReply (the answer does not parse)."""
+        started = time.perf_counter()
         try:
             reply = await self.nc.request(subject, encode(msg), timeout=timeout)
         except nats.errors.NoRespondersError:
+            BUS_REQUEST_SECONDS.labels(family(subject), "no-responders").observe(time.perf_counter() - started)
             raise NoResponders(subject) from None
         except nats.errors.TimeoutError:
+            BUS_REQUEST_SECONDS.labels(family(subject), "timeout").observe(time.perf_counter() - started)
             raise BusTimeout(subject, timeout) from None
         except nats.errors.ConnectionClosedError as e:
             raise NoResponders(subject) from e
+        BUS_REQUEST_SECONDS.labels(family(subject), "ok").observe(time.perf_counter() - started)
         headers = reply.headers or {}
         if ERROR_HEADER in headers:
             code = int(headers.get(ERROR_CODE_HEADER, "500") or 500)

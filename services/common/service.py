@@ -19,6 +19,7 @@ from proto.messages import Heartbeat, ServiceName
 
 from .bus import Bus
 from .logging import setup_logging
+from .metrics import start_metrics_server
 from .settings import CommonSettings
 
 log = logging.getLogger("switchboard.service")
@@ -81,6 +82,7 @@ async def serve(
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
 
+    start_metrics_server(settings.metrics_port)
     component = factory(bus, settings)
     try:
         await component.start()

@@ -94,7 +94,7 @@ async def test_replay_republishes_every_event(bus: Bus, nats_server: NatsServer)
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (.ci/run installs it)")
 async def test_export_pcap_opens_in_tshark(bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
     await publish_call(bus, "call-3")
-    pcap = tmp_path / "call.pcap"
+    pcap = tmp_path / "capture.pcap"
     r = await asyncio.to_thread(cli, nats_server.url, "export", "call-3", "--pcap", str(pcap))
     assert r.returncode == 0, r.stderr
     out = subprocess.run(["tshark", "-r", str(pcap), "-Y", "sip", "-T", "fields", "-e", "sip.Method",
