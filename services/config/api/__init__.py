@@ -1,0 +1,1 @@
+"""The provisioning HTTP API (FastAPI), versioned under /v1."""

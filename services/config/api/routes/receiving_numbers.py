@@ -1,0 +1,188 @@
+"""Receiving numbers: where a tracking number's calls go (SIP client targets)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm.exc import StaleDataError
+
+from ...db.models import Account, ReceivingNumber, SipTargetRow, TrackingNumber, utcnow
+from ...errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from ...secrets import SecretBox
+from ...validation import parse_sip_uri
+from ..common import Idempotency, check_if_match, paginate, set_etag
+from ..context import AppContext
+from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, PrincipalDep, SessionDep
+from ..schemas import (
+    Page,
+    ReceivingNumberCreate,
+    ReceivingNumberPublic,
+    ReceivingNumberUpdate,
+    SipTargetIn,
+    SipTargetPublic,
+    TlsOptionsPublic,
+)
+
+router = APIRouter(tags=["receiving-numbers"])
+
+
+def public(rn: ReceivingNumber) -> ReceivingNumberPublic:
+    targets = []
+    for t in rn.targets:
+        uri = parse_sip_uri(t.uri)
+        targets.append(SipTargetPublic(
+            id=t.id, uri=t.uri, username=t.username, priority=t.priority, weight=t.weight, enabled=t.enabled,
+            has_password=t.password_sealed is not None, transport=uri.transport, secure_media=uri.secure,
+            tls=TlsOptionsPublic(verify=t.tls_verify, ca_pem=t.tls_ca_pem, client_cert_pem=t.tls_client_cert_pem,
+                                 has_client_key=t.tls_client_key_sealed is not None)))
+    return ReceivingNumberPublic(
+        id=rn.id, account_id=rn.account_id, name=rn.name, dial_sip_client=rn.dial_sip_client, enabled=rn.enabled,
+        ring_timeout=rn.ring_timeout, send_digits=rn.send_digits, region=rn.region, sip_targets=targets,
+        created_at=rn.created_at, updated_at=rn.updated_at)
+
+
+def check_region(ctx: AppContext, region: str | None) -> None:
+    regions = ctx.settings.regions
+    if region is not None and region not in regions:
+        known = ", ".join(f"{code} ({name})" for code, name in regions.items())
+        raise InvalidInput.field("region", f"unknown region {region!r}; known regions: {known}")
+
+
+def build_targets(box: SecretBox, items: list[SipTargetIn], existing: list[SipTargetRow]) -> list[SipTargetRow]:
+    """Rows for the new target list. A target that names an existing id keeps its sealed
+    password and client key unless the request sets them (they are write-only)."""
+    old = {t.id: t for t in existing}
+    rows: list[SipTargetRow] = []
+    for i, t in enumerate(items):
+        prev = None
+        if t.id is not None:
+            prev = old.pop(t.id, None)
+            if prev is None:
+                raise InvalidInput.field(f"sip_targets[{i}].id", "not a target of this receiving number")
+        row = prev or SipTargetRow()
+        row.position = i
+        row.uri = t.uri
+        row.username = t.username
+        row.priority = t.priority
+        row.weight = t.weight
+        row.enabled = t.enabled
+        if "password" in t.model_fields_set or prev is None:
+            row.password_sealed = box.seal(t.password) if t.password is not None else None
+        row.tls_verify = t.tls.verify
+        row.tls_ca_pem = t.tls.ca_pem
+        row.tls_client_cert_pem = t.tls.client_cert_pem
+        if "client_key_pem" in t.tls.model_fields_set or prev is None:
+            key = t.tls.client_key_pem
+            row.tls_client_key_sealed = box.seal(key) if key is not None else None
+        if (row.tls_client_cert_pem is None) != (row.tls_client_key_sealed is None):
+            raise InvalidInput.field(f"sip_targets[{i}].tls.client_key_pem",
+                                     "a client certificate and its key go together")
+        if row.username is None and row.password_sealed is not None:
+            raise InvalidInput.field(f"sip_targets[{i}].username", "a password needs a SIP user")
+        rows.append(row)
+    return rows
+
+
+async def _get(session: SessionDep, principal: PrincipalDep, rn_id: str) -> ReceivingNumber:
+    rn = await session.get(ReceivingNumber, rn_id) if len(rn_id) <= 40 else None
+    if rn is None or not principal.owns(rn.account_id):
+        raise NotFound(f"no receiving number {rn_id}")
+    return rn
+
+
+async def account_exists(session: SessionDep, account_id: str) -> None:
+    if await session.get(Account, account_id) is None:
+        raise InvalidInput.field("account_id", "unknown account")
+
+
+@router.post("/v1/receiving-numbers", status_code=201, response_model=ReceivingNumberPublic)
+async def create_receiving_number(body: ReceivingNumberCreate, request: Request, response: Response, ctx: CtxDep,
+                                  session: SessionDep, principal: PrincipalDep,
+                                  idempotency_key: IdempotencyKey):
+    idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
+    if (replayed := await idem.replay(session)) is not None:
+        return replayed
+    account_id = principal.account_for_create(body.account_id)
+    await account_exists(session, account_id)
+    check_region(ctx, body.region)
+    rn = ReceivingNumber(account_id=account_id, name=body.name, dial_sip_client=body.dial_sip_client,
+                         enabled=body.enabled, ring_timeout=body.ring_timeout, send_digits=body.send_digits,
+                         region=body.region)
+    rn.targets = build_targets(ctx.secrets, body.sip_targets, [])
+    session.add(rn)
+    await session.flush()
+    out = public(rn)
+    idem.record(session, 201, out)
+    if (replayed := await idem.commit(session)) is not None:
+        return replayed
+    set_etag(response, rn.version)
+    await ctx.changed("receiving_numbers", rn.id, account_id, "created")
+    return out
+
+
+@router.get("/v1/receiving-numbers", response_model=Page[ReceivingNumberPublic])
+async def list_receiving_numbers(session: SessionDep, principal: PrincipalDep, limit: Limit = 50,
+                                 cursor: Cursor = None,
+                                 account_id: str | None = Query(None, max_length=40, description="Admin only."),
+                                 name: str | None = Query(None, max_length=200)):
+    stmt = select(ReceivingNumber)
+    if not principal.is_admin:
+        stmt = stmt.where(ReceivingNumber.account_id == principal.account_id)
+    elif account_id:
+        stmt = stmt.where(ReceivingNumber.account_id == account_id)
+    if name:
+        stmt = stmt.where(ReceivingNumber.name == name)
+    rows, nxt = await paginate(session, stmt, ReceivingNumber.id, limit, cursor)
+    return Page[ReceivingNumberPublic](items=[public(r) for r in rows], next_cursor=nxt)
+
+
+@router.get("/v1/receiving-numbers/{rn_id}", response_model=ReceivingNumberPublic)
+async def get_receiving_number(rn_id: str, response: Response, session: SessionDep, principal: PrincipalDep):
+    rn = await _get(session, principal, rn_id)
+    set_etag(response, rn.version)
+    return public(rn)
+
+
+@router.patch("/v1/receiving-numbers/{rn_id}", response_model=ReceivingNumberPublic)
+async def update_receiving_number(rn_id: str, body: ReceivingNumberUpdate, response: Response, ctx: CtxDep,
+                                  session: SessionDep, principal: PrincipalDep, if_match: IfMatch = None):
+    rn = await _get(session, principal, rn_id)
+    check_if_match(if_match, rn.version)
+    fields = body.model_fields_set
+    if "region" in fields:
+        check_region(ctx, body.region)
+    for name in ("name", "dial_sip_client", "enabled", "ring_timeout", "send_digits", "region"):
+        if name in fields:
+            setattr(rn, name, getattr(body, name))
+    if body.sip_targets is not None:
+        rn.targets = build_targets(ctx.secrets, body.sip_targets, list(rn.targets))
+    rn.updated_at = utcnow()  # the row is always updated, so its version moves with its targets
+    try:
+        await session.commit()
+    except StaleDataError:
+        raise PreconditionFailed("the receiving number changed while this update was applied; read it again") \
+            from None
+    await session.refresh(rn, ["targets"])
+    set_etag(response, rn.version)
+    await ctx.changed("receiving_numbers", rn.id, rn.account_id, "updated")
+    return public(rn)
+
+
+@router.delete("/v1/receiving-numbers/{rn_id}", status_code=204)
+async def delete_receiving_number(rn_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep,
+                                  if_match: IfMatch = None) -> Response:
+    rn = await _get(session, principal, rn_id)
+    check_if_match(if_match, rn.version)
+    used = await session.scalar(select(func.count()).select_from(TrackingNumber)
+                                .where(TrackingNumber.receiving_number_id == rn.id))
+    if used:
+        raise Conflict(f"{used} tracking number(s) still point at this receiving number; "
+                       "move or delete them first")
+    account_id = rn.account_id
+    await session.delete(rn)
+    try:
+        await session.commit()
+    except StaleDataError:
+        raise PreconditionFailed("the receiving number changed while it was being deleted") from None
+    await ctx.changed("receiving_numbers", rn_id, account_id, "deleted")
+    return Response(status_code=204)

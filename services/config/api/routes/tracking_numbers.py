@@ -1,0 +1,130 @@
+"""Tracking numbers: the numbers carriers send calls for, each pointing at a receiving number."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
+
+from ...db.models import ReceivingNumber, TrackingNumber
+from ...errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from ...validation import normalize_e164
+from ..common import Idempotency, check_if_match, paginate, set_etag
+from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, PrincipalDep, SessionDep
+from ..schemas import Page, TrackingNumberCreate, TrackingNumberPublic, TrackingNumberUpdate
+from .receiving_numbers import account_exists
+
+router = APIRouter(tags=["tracking-numbers"])
+
+
+async def _get(session: SessionDep, principal: PrincipalDep, tn_id: str) -> TrackingNumber:
+    tn = await session.get(TrackingNumber, tn_id) if len(tn_id) <= 40 else None
+    if tn is None or not principal.owns(tn.account_id):
+        raise NotFound(f"no tracking number {tn_id}")
+    return tn
+
+
+async def _check_target(session: SessionDep, account_id: str, rn_id: str) -> None:
+    rn = await session.get(ReceivingNumber, rn_id)
+    if rn is None or rn.account_id != account_id:
+        # Same answer for "does not exist" and "another account's": no existence leak.
+        raise InvalidInput.field("receiving_number_id", f"no receiving number {rn_id} in this account")
+
+
+async def _check_unique(session: SessionDep, number: str, exclude: str | None = None) -> None:
+    stmt = select(TrackingNumber.id).where(TrackingNumber.number == number)
+    if exclude:
+        stmt = stmt.where(TrackingNumber.id != exclude)
+    if (await session.execute(stmt)).first() is not None:
+        raise Conflict(f"tracking number {number} is already provisioned",
+                       errors=[{"field": "number", "pointer": "#/number", "message": "already provisioned"}])
+
+
+@router.post("/v1/tracking-numbers", status_code=201, response_model=TrackingNumberPublic)
+async def create_tracking_number(body: TrackingNumberCreate, request: Request, response: Response, ctx: CtxDep,
+                                 session: SessionDep, principal: PrincipalDep, idempotency_key: IdempotencyKey):
+    idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
+    if (replayed := await idem.replay(session)) is not None:
+        return replayed
+    account_id = principal.account_for_create(body.account_id)
+    await account_exists(session, account_id)
+    await _check_target(session, account_id, body.receiving_number_id)
+    await _check_unique(session, body.number)
+    tn = TrackingNumber(account_id=account_id, number=body.number, receiving_number_id=body.receiving_number_id,
+                        name=body.name, enabled=body.enabled)
+    session.add(tn)
+    await session.flush()
+    out = TrackingNumberPublic.model_validate(tn)
+    idem.record(session, 201, out)
+    if (replayed := await idem.commit(session)) is not None:
+        return replayed
+    set_etag(response, tn.version)
+    await ctx.changed("tracking_numbers", tn.id, account_id, "created")
+    return out
+
+
+@router.get("/v1/tracking-numbers", response_model=Page[TrackingNumberPublic])
+async def list_tracking_numbers(session: SessionDep, principal: PrincipalDep, limit: Limit = 50,
+                                cursor: Cursor = None,
+                                number: str | None = Query(None, max_length=40, description="E.164 number."),
+                                receiving_number_id: str | None = Query(None, max_length=40),
+                                account_id: str | None = Query(None, max_length=40, description="Admin only.")):
+    stmt = select(TrackingNumber)
+    if not principal.is_admin:
+        stmt = stmt.where(TrackingNumber.account_id == principal.account_id)
+    elif account_id:
+        stmt = stmt.where(TrackingNumber.account_id == account_id)
+    if number:
+        try:
+            stmt = stmt.where(TrackingNumber.number == normalize_e164(number))
+        except ValueError as e:
+            raise InvalidInput.field("number", str(e)) from None
+    if receiving_number_id:
+        stmt = stmt.where(TrackingNumber.receiving_number_id == receiving_number_id)
+    rows, nxt = await paginate(session, stmt, TrackingNumber.id, limit, cursor)
+    return Page[TrackingNumberPublic](items=[TrackingNumberPublic.model_validate(r) for r in rows], next_cursor=nxt)
+
+
+@router.get("/v1/tracking-numbers/{tn_id}", response_model=TrackingNumberPublic)
+async def get_tracking_number(tn_id: str, response: Response, session: SessionDep, principal: PrincipalDep):
+    tn = await _get(session, principal, tn_id)
+    set_etag(response, tn.version)
+    return TrackingNumberPublic.model_validate(tn)
+
+
+@router.patch("/v1/tracking-numbers/{tn_id}", response_model=TrackingNumberPublic)
+async def update_tracking_number(tn_id: str, body: TrackingNumberUpdate, response: Response, ctx: CtxDep,
+                                 session: SessionDep, principal: PrincipalDep, if_match: IfMatch = None):
+    tn = await _get(session, principal, tn_id)
+    check_if_match(if_match, tn.version)
+    fields = body.model_fields_set
+    if "receiving_number_id" in fields and body.receiving_number_id != tn.receiving_number_id:
+        await _check_target(session, tn.account_id, body.receiving_number_id or "")
+    if "number" in fields and body.number != tn.number:
+        await _check_unique(session, body.number or "", exclude=tn.id)
+    for name in ("number", "receiving_number_id", "name", "enabled"):
+        if name in fields:
+            setattr(tn, name, getattr(body, name))
+    try:
+        await session.commit()
+    except StaleDataError:
+        raise PreconditionFailed("the tracking number changed while this update was applied; read it again") \
+            from None
+    set_etag(response, tn.version)
+    await ctx.changed("tracking_numbers", tn.id, tn.account_id, "updated")
+    return TrackingNumberPublic.model_validate(tn)
+
+
+@router.delete("/v1/tracking-numbers/{tn_id}", status_code=204)
+async def delete_tracking_number(tn_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep,
+                                 if_match: IfMatch = None) -> Response:
+    tn = await _get(session, principal, tn_id)
+    check_if_match(if_match, tn.version)
+    account_id = tn.account_id
+    await session.delete(tn)
+    try:
+        await session.commit()
+    except StaleDataError:
+        raise PreconditionFailed("the tracking number changed while it was being deleted") from None
+    await ctx.changed("tracking_numbers", tn_id, account_id, "deleted")
+    return Response(status_code=204)

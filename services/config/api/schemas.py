@@ -1,0 +1,282 @@
+"""Request and response models, in families: <Thing>Base (shared fields), <Thing>Create
+(POST body), <Thing>Update (PATCH body, every field optional), <Thing>Public (what the API
+returns). Secrets are write-only: inputs take `password`, outputs say `has_password`."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ..validation import check_pem, check_send_digits, normalize_e164, parse_sip_uri
+
+
+def _no_control(v: str) -> str:
+    # NUL and other control characters break PostgreSQL text and log lines.
+    if any(ord(c) < 0x20 and c not in "\r\n\t" for c in v) or "\x7f" in v:
+        raise ValueError("must not contain control characters")
+    return v
+
+
+def _single_line(v: str) -> str:
+    if any(c in v for c in "\r\n\t"):
+        raise ValueError("must be a single line")
+    return v
+
+
+def _e164(v: str) -> str:
+    return normalize_e164(v)
+
+
+def _sip_uri(v: str) -> str:
+    parse_sip_uri(v)
+    return v
+
+
+def _digits(v: str) -> str:
+    return check_send_digits(v)
+
+
+def _cert_pem(v: str) -> str:
+    return check_pem(v, ("CERTIFICATE",))
+
+
+def _key_pem(v: str) -> str:
+    return check_pem(v, ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"))
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                 AfterValidator(_no_control), AfterValidator(_single_line)]
+OptName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200),
+                    AfterValidator(_no_control), AfterValidator(_single_line)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[a-z]+_[0-9a-f]+$")]
+E164 = Annotated[str, StringConstraints(min_length=2, max_length=40), AfterValidator(_e164)]
+SipUriStr = Annotated[str, StringConstraints(min_length=4, max_length=512), AfterValidator(_sip_uri)]
+SipUser = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control),
+                    AfterValidator(_single_line)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control),
+                   AfterValidator(_single_line)]
+Digits = Annotated[str, AfterValidator(_digits)]
+CertPem = Annotated[str, StringConstraints(max_length=65536), AfterValidator(_cert_pem)]
+KeyPem = Annotated[str, StringConstraints(max_length=65536), AfterValidator(_key_pem)]
+Priority = Annotated[int, Field(ge=0, le=65535, description="Lower is tried first (0-65535).")]
+Weight = Annotated[int, Field(ge=1, le=65535, description="Share of calls among equal priority (1-65535).")]
+RingTimeout = Annotated[int, Field(ge=5, le=600, description="Seconds to ring a target before the next (5-600).")]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=16), AfterValidator(_no_control)]
+AccountStatus = Literal["active", "suspended"]
+
+
+class Input(BaseModel):
+    # Unknown fields are an error on input: a typo must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+def _not_null(model: BaseModel, names: tuple[str, ...]) -> None:
+    for n in names:
+        if n in model.model_fields_set and getattr(model, n) is None:
+            raise ValueError(f"{n} cannot be null")
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null at the end.")
+
+
+# --- accounts --------------------------------------------------------------------------
+
+
+class AccountBase(BaseModel):
+    name: Name
+    status: AccountStatus = "active"
+
+
+class AccountCreate(AccountBase, Input):
+    pass
+
+
+class AccountUpdate(Input):
+    name: Name | None = None
+    status: AccountStatus | None = None
+
+    @model_validator(mode="after")
+    def _nulls(self) -> AccountUpdate:
+        _not_null(self, ("name", "status"))
+        return self
+
+
+class AccountPublic(AccountBase, Output):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- API keys ------------------------------------------------------------------------
+
+
+class ApiKeyCreate(Input):
+    name: OptName = ""
+
+
+class ApiKeyPublic(Output):
+    id: str
+    account_id: str | None
+    name: str
+    prefix: str
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key itself. Shown only in this answer; store it now.")
+
+
+# --- receiving numbers ---------------------------------------------------------------
+
+
+class TlsOptionsBase(BaseModel):
+    verify: bool = Field(True, description="Verify the target's certificate; false accepts a self-signed one.")
+    ca_pem: CertPem | None = Field(None, description="A private CA (PEM) to trust for this target.")
+    client_cert_pem: CertPem | None = Field(None, description="Client certificate (PEM) to present.")
+
+
+class TlsOptionsIn(TlsOptionsBase, Input):
+    client_key_pem: KeyPem | None = Field(None, description="Client private key (PEM); write-only.")
+
+
+class TlsOptionsPublic(TlsOptionsBase, Output):
+    has_client_key: bool = False
+
+
+class SipTargetBase(BaseModel):
+    uri: SipUriStr = Field(description="sip: or sips: URI, e.g. sip:100@pbx.example.com;transport=tcp")
+    username: SipUser | None = None
+    priority: Priority = 10
+    weight: Weight = 10
+    enabled: bool = True
+
+
+class SipTargetIn(SipTargetBase, Input):
+    id: Id | None = Field(None, description="On update: an existing target whose secrets are kept when omitted.")
+    password: Secret | None = Field(None, description="SIP digest password; write-only.")
+    tls: TlsOptionsIn = Field(default_factory=TlsOptionsIn)
+
+
+class SipTargetPublic(SipTargetBase, Output):
+    id: str
+    has_password: bool
+    transport: Literal["udp", "tcp", "tls"]
+    secure_media: bool
+    tls: TlsOptionsPublic
+
+
+class ReceivingNumberBase(BaseModel):
+    name: Name
+    dial_sip_client: bool = Field(True, description="Ring SIP client targets (the only kind so far).")
+    enabled: bool = True
+    ring_timeout: RingTimeout = 30
+    send_digits: Digits | None = Field(None, description="DTMF after answer; w = 0.5 s pause, e.g. ww123#")
+    region: Region | None = Field(None, description="Preferred signaling region code, e.g. us1.")
+
+
+class ReceivingNumberCreate(ReceivingNumberBase, Input):
+    account_id: Id | None = Field(None, description="Required with the admin token; an account key uses its own.")
+    sip_targets: list[SipTargetIn] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _kind(self) -> ReceivingNumberCreate:
+        if not self.dial_sip_client:
+            raise ValueError("dial_sip_client must be true: SIP client is the only kind of receiving number")
+        return self
+
+
+class ReceivingNumberUpdate(Input):
+    name: Name | None = None
+    dial_sip_client: bool | None = None
+    enabled: bool | None = None
+    ring_timeout: RingTimeout | None = None
+    send_digits: Digits | None = None
+    region: Region | None = None
+    sip_targets: list[SipTargetIn] | None = Field(
+        None, min_length=1, max_length=16,
+        description="Replaces the whole list; give a target's id to keep its password/client key.")
+
+    @model_validator(mode="after")
+    def _nulls(self) -> ReceivingNumberUpdate:
+        _not_null(self, ("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets"))
+        if self.dial_sip_client is False:
+            raise ValueError("dial_sip_client must be true: SIP client is the only kind of receiving number")
+        return self
+
+
+class ReceivingNumberPublic(ReceivingNumberBase, Output):
+    id: str
+    account_id: str
+    sip_targets: list[SipTargetPublic]
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- tracking numbers ----------------------------------------------------------------
+
+
+class TrackingNumberBase(BaseModel):
+    number: E164 = Field(description="E.164, e.g. +15551234567 (normalised).")
+    receiving_number_id: Id
+    name: OptName = ""
+    enabled: bool = True
+
+
+class TrackingNumberCreate(TrackingNumberBase, Input):
+    account_id: Id | None = Field(None, description="Required with the admin token; an account key uses its own.")
+
+
+class TrackingNumberUpdate(Input):
+    number: E164 | None = None
+    receiving_number_id: Id | None = None
+    name: OptName | None = None
+    enabled: bool | None = None
+
+    @model_validator(mode="after")
+    def _nulls(self) -> TrackingNumberUpdate:
+        _not_null(self, ("number", "receiving_number_id", "name", "enabled"))
+        return self
+
+
+class TrackingNumberPublic(TrackingNumberBase, Output):
+    number: str
+    receiving_number_id: str
+    id: str
+    account_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- registry (forwarded) ------------------------------------------------------------
+
+
+def _network(v: str) -> str:
+    try:
+        return str(ipaddress.ip_network(v, strict=False))
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address or CIDR network") from None
+
+
+Network = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_network)]
+
+
+class TrunkCreate(Input):
+    name: Name
+    networks: list[Network] = Field(min_length=1, max_length=256)
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)
