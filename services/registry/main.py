@@ -106,11 +106,14 @@ class Registry(Component[RegistrySettings]):
         await self._publish_changes()
 
     def _log_bad(self, subject: str, e: Exception) -> None:
-        # A misconfigured node beats every second: say it once a minute, not every time.
+        # A misconfigured node beats every second: say each problem once a minute, not every time.
         now = time.monotonic()
         detail = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
-        if now - self._bad_logged.get(subject, -BAD_LOG_EVERY) >= BAD_LOG_EVERY:
-            self._bad_logged[subject] = now
+        key = f"{subject} {detail}"
+        if now - self._bad_logged.get(key, -BAD_LOG_EVERY) >= BAD_LOG_EVERY:
+            if len(self._bad_logged) > 10_000:  # bounded: a flood of distinct junk must not grow it
+                self._bad_logged.clear()
+            self._bad_logged[key] = now
             log.warning("rejected heartbeat on %s: %s", subject, detail)
         else:
             log.debug("rejected heartbeat on %s: %s", subject, detail)
