@@ -8,10 +8,10 @@ stays where it is (no crank-back)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Result(str, Enum):
+class Result(StrEnum):
     ANSWERED = "answered"
     BUSY = "busy"  # 486, 600
     DECLINED = "declined"  # 603
