@@ -57,3 +57,11 @@ class DigestError(SipError):
     """A challenge or credentials that cannot be used (unsupported scheme/algorithm...)."""
 
     default_status = 400
+
+
+class TransactionStateError(SipError):
+    """An input a transaction or dialog state machine does not allow in its current state
+    (e.g. the TU sends a second final response). A programming error in the caller, never
+    caused by what a peer sends; status 500 if it must be answered."""
+
+    default_status = 500

@@ -36,7 +36,7 @@ _TOKEN_RE = re.compile(f"[{TOKEN_CHARS}]+")
 _PVALUE_RE = re.compile(f"[{TOKEN_CHARS}:\\[\\]]+")
 # RFC 3261 display-name = *(token LWS) / quoted-string. Non-ASCII accepted (UTF-8 in the wild).
 _DISPLAY_RE = re.compile(f"[{TOKEN_CHARS}\\x80-\\U0010ffff]+(?:\\s+[{TOKEN_CHARS}\\x80-\\U0010ffff]+)*")
-_WS_RE = re.compile(r"\s+")
+_COLON_WS_RE = re.compile(r"\s*:\s*")
 
 
 def is_token(text: str) -> bool:
@@ -270,7 +270,7 @@ class Via:
         if not _TOKEN_RE.fullmatch(name) or not _TOKEN_RE.fullmatch(version) or not _TOKEN_RE.fullmatch(transport):
             raise SipParseError(f"Bad Via protocol: {text[:80]!r}")
         if " " in sent_by or "\t" in sent_by:
-            sent_by = _WS_RE.sub("", sent_by)
+            sent_by = _COLON_WS_RE.sub(":", sent_by)  # sent-by = host [ COLON port ], COLON = SWS ":" SWS
         host, port = split_hostport(sent_by)
         params = parse_params(ptext) if ptext else {}
         return cls(transport.upper(), host, port, params, f"{name.upper()}/{version}")
