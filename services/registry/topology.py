@@ -243,7 +243,9 @@ def parse(text: str, path: Path | str = "<string>") -> Topology:
     try:
         topo = Topology.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        # A misspelt key also makes the real one "missing": name the typo, it is the cause.
+        err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
         loc = _clean_loc(err["loc"])
         more = f" (and {e.error_count() - 1} more problems)" if e.error_count() > 1 else ""
         msg = err["msg"].removeprefix("Value error, ")
