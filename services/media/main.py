@@ -197,7 +197,7 @@ class Media(Component[MediaSettings]):
         self.relay.release(call)
         stats = call.stats(self.worker_id)
         await asyncio.sleep(0)  # let the call's queued events take their sequence numbers first
-        await self.events.emit(call.call_id, "media_stats", **stats.model_dump(exclude={"schema_version"}))
+        await self.events.emit(call.call_id, "media_stats", **stats.model_dump(exclude={"schema_version", "call_id"}))
         self.events.forget(call.call_id)
         return stats
 

@@ -117,6 +117,7 @@ class Leg:
         # sees one continuous stream across SSRC changes of the other side and injected DTMF.
         self.out_ssrc = secrets.randbits(32)
         self.src_ssrc: int | None = None
+        self.last_in_seq = -1
         self.seq_off = 0
         self.ts_off = 0
         self.last_seq = secrets.randbits(16)
@@ -390,6 +391,12 @@ class Relay:
             peer.src_ssrc = ssrc
             if pt == PCMU:
                 marker = 0x80  # a discontinuity: let the receiver resync (RFC 3550 §5.1)
+        elif seq == peer.last_in_seq and peer.srtp is not None:
+            # The same packet again (SIPp repeats RFC 4733 end packets with one seq): an SRTP
+            # receiver's replay check would drop it, and libsrtp will not encrypt one index
+            # twice, so it gets the next sequence number.
+            peer.seq_off = (peer.seq_off + 1) & 0xFFFF
+        peer.last_in_seq = seq
         oseq = (seq + peer.seq_off) & 0xFFFF
         ots = (ts + peer.ts_off) & 0xFFFFFFFF
         if ((oseq - peer.last_seq) & 0xFFFF) < 0x8000:
@@ -399,7 +406,11 @@ class Relay:
             peer.clock_time = now
         out = _pack_hdr(b0, marker | out_pt, oseq, ots, peer.out_ssrc) + data[12:]
         if peer.srtp is not None:
-            out = peer.srtp.protect(out)
+            try:
+                out = peer.srtp.protect(out)
+            except SrtpError:  # a late duplicate of an index already sent
+                peer.dropped += 1
+                return
         try:
             peer.rtp_sock.sendto(out, dest)
         except OSError:  # socket buffer full or unreachable: a lost packet, not an error
@@ -494,7 +505,11 @@ class Relay:
         leg.seq_off = (leg.seq_off + 1) & 0xFFFF
         out = _pack_hdr(0x80, (0x80 if marker else 0) | leg.te_pt, oseq, ts, leg.out_ssrc) + payload
         if leg.srtp is not None:
-            out = leg.srtp.protect(out)
+            try:
+                out = leg.srtp.protect(out)
+            except SrtpError:
+                leg.dropped += 1
+                return
         try:
             leg.rtp_sock.sendto(out, leg.dest)
         except OSError:

@@ -48,6 +48,8 @@ def _policy(key: bytes, ssrc_type: int) -> pylibsrtp.Policy:
     if len(key) != KEY_SALT_LEN:
         raise BadKey(f"SRTP key+salt must be {KEY_SALT_LEN} bytes")
     # ANY_* lets a peer change its SSRC mid-call: libsrtp makes a stream per new SSRC.
+    # No allow_repeat_tx: libsrtp refuses to encrypt two packets under one index (keystream
+    # reuse, RFC 3711 §9.1); the relay gives repeated packets a fresh sequence number.
     return pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
 
 
@@ -74,7 +76,11 @@ class SrtpLeg:
         return self._rx is not None
 
     def protect(self, rtp: bytes) -> bytes:
-        return self._tx.protect(rtp)
+        """Raises SrtpError if this index was already used (a duplicate packet)."""
+        try:
+            return self._tx.protect(rtp)
+        except pylibsrtp.Error as e:
+            raise SrtpError(str(e)) from None
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         return self._tx.protect_rtcp(rtcp)
