@@ -22,6 +22,7 @@ import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import cast
 
 from services.signaling.errors import TransportError
 
@@ -165,8 +166,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.local: Addr | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # CPython's datagram transport does not subclass DatagramTransport: no isinstance.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         self.local = _sock_addr("udp", transport.get_extra_info("sockname"))
 
     def datagram_received(self, data: bytes, addr: tuple[object, ...]) -> None:
@@ -213,7 +214,7 @@ class _StreamProtocol(asyncio.Protocol):
     # -- asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         layer = self.layer
         self.peer = _sock_addr(self.kind, transport.get_extra_info("peername"))
