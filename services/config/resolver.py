@@ -80,7 +80,8 @@ class Resolver:
         self.reloads = 0
         self._pending = _Pending()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._requested = 0
+        self._applied = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ----------------------------------------------------------------
@@ -116,26 +117,29 @@ class Resolver:
             self._pending.accounts.add(ev.account_id)
         else:
             self._pending.full = True
-        self._idle.clear()
+        self._requested += 1
         self._wake.set()
         return None
 
     def invalidate_all(self) -> None:
         """After a reconnect: events may have been missed."""
         self._pending.full = True
-        self._idle.clear()
+        self._requested += 1
         self._wake.set()
 
     async def settled(self, timeout: float = 5.0) -> None:
         """Wait until every invalidation received so far is applied (tests, tools)."""
-        if self._pending.full or self._pending.accounts or self._wake.is_set():
-            await asyncio.wait_for(self._idle.wait(), timeout)
+        target = self._requested
+        async with asyncio.timeout(timeout):
+            while self._applied < target:
+                await asyncio.sleep(0.002)
 
     async def _worker(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             pending, self._pending = self._pending, _Pending()
+            requested = self._requested
             try:
                 await self._reload(pending)
             except Exception as e:
@@ -146,8 +150,7 @@ class Resolver:
                 await asyncio.sleep(0.5)
                 self._wake.set()
                 continue
-            if not self._wake.is_set():
-                self._idle.set()
+            self._applied = requested
 
     async def _periodic(self) -> None:
         while True:

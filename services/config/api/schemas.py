@@ -8,7 +8,7 @@ import ipaddress
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from ..validation import check_pem, check_send_digits, normalize_e164, parse_sip_uri
 
@@ -77,10 +77,17 @@ class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def _not_null(model: BaseModel, names: tuple[str, ...]) -> None:
-    for n in names:
-        if n in model.model_fields_set and getattr(model, n) is None:
-            raise ValueError(f"{n} cannot be null")
+def _not_null(v: Any) -> Any:
+    # Runs only for fields the request sets: an explicit null on a required field.
+    if v is None:
+        raise ValueError("cannot be null")
+    return v
+
+
+def _sip_client_only(v: bool | None) -> bool | None:
+    if v is False:
+        raise ValueError("must be true: SIP client is the only kind of receiving number so far")
+    return v
 
 
 T = TypeVar("T")
@@ -107,10 +114,7 @@ class AccountUpdate(Input):
     name: Name | None = None
     status: AccountStatus | None = None
 
-    @model_validator(mode="after")
-    def _nulls(self) -> AccountUpdate:
-        _not_null(self, ("name", "status"))
-        return self
+    _nulls = field_validator("name", "status")(_not_null)
 
 
 class AccountPublic(AccountBase, Output):
@@ -190,11 +194,7 @@ class ReceivingNumberCreate(ReceivingNumberBase, Input):
     account_id: Id | None = Field(None, description="Required with the admin token; an account key uses its own.")
     sip_targets: list[SipTargetIn] = Field(min_length=1, max_length=16)
 
-    @model_validator(mode="after")
-    def _kind(self) -> ReceivingNumberCreate:
-        if not self.dial_sip_client:
-            raise ValueError("dial_sip_client must be true: SIP client is the only kind of receiving number")
-        return self
+    _kind = field_validator("dial_sip_client")(_sip_client_only)
 
 
 class ReceivingNumberUpdate(Input):
@@ -208,12 +208,8 @@ class ReceivingNumberUpdate(Input):
         None, min_length=1, max_length=16,
         description="Replaces the whole list; give a target's id to keep its password/client key.")
 
-    @model_validator(mode="after")
-    def _nulls(self) -> ReceivingNumberUpdate:
-        _not_null(self, ("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets"))
-        if self.dial_sip_client is False:
-            raise ValueError("dial_sip_client must be true: SIP client is the only kind of receiving number")
-        return self
+    _nulls = field_validator("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets")(_not_null)
+    _kind = field_validator("dial_sip_client")(_sip_client_only)
 
 
 class ReceivingNumberPublic(ReceivingNumberBase, Output):
@@ -244,10 +240,7 @@ class TrackingNumberUpdate(Input):
     name: OptName | None = None
     enabled: bool | None = None
 
-    @model_validator(mode="after")
-    def _nulls(self) -> TrackingNumberUpdate:
-        _not_null(self, ("number", "receiving_number_id", "name", "enabled"))
-        return self
+    _nulls = field_validator("number", "receiving_number_id", "name", "enabled")(_not_null)
 
 
 class TrackingNumberPublic(TrackingNumberBase, Output):

@@ -46,7 +46,7 @@ async def _account(session: SessionDep, principal: PrincipalDep, account_id: str
 
 @router.post("/v1/accounts", status_code=201, response_model=AccountPublic)
 async def create_account(body: AccountCreate, request: Request, response: Response, ctx: CtxDep,
-                         session: SessionDep, principal: AdminDep, idempotency_key: IdempotencyKey):
+                         session: SessionDep, principal: AdminDep, idempotency_key: IdempotencyKey = None):
     idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
     if (replayed := await idem.replay(session)) is not None:
         return replayed
@@ -133,7 +133,7 @@ async def _new_key(request: Request, ctx: CtxDep, session: SessionDep, principal
 @router.post("/v1/accounts/{account_id}/api-keys", status_code=201, response_model=ApiKeyCreated,
              tags=["api-keys"])
 async def create_account_key(account_id: str, request: Request, ctx: CtxDep, session: SessionDep,
-                             principal: PrincipalDep, idempotency_key: IdempotencyKey,
+                             principal: PrincipalDep, idempotency_key: IdempotencyKey = None,
                              body: ApiKeyCreate | None = None):
     acc = await _account(session, principal, account_id)
     return await _new_key(request, ctx, session, principal, acc.id, body or ApiKeyCreate(), idempotency_key)
@@ -149,7 +149,7 @@ async def list_account_keys(account_id: str, session: SessionDep, principal: Pri
 
 @router.post("/v1/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["api-keys"])
 async def create_admin_key(request: Request, ctx: CtxDep, session: SessionDep, principal: AdminDep,
-                           idempotency_key: IdempotencyKey, body: ApiKeyCreate | None = None):
+                           idempotency_key: IdempotencyKey = None, body: ApiKeyCreate | None = None):
     """An admin-scoped key (manages every account), for automation that must not use the
     bootstrap admin token."""
     return await _new_key(request, ctx, session, principal, None, body or ApiKeyCreate(), idempotency_key)

@@ -98,7 +98,7 @@ async def account_exists(session: SessionDep, account_id: str) -> None:
 @router.post("/v1/receiving-numbers", status_code=201, response_model=ReceivingNumberPublic)
 async def create_receiving_number(body: ReceivingNumberCreate, request: Request, response: Response, ctx: CtxDep,
                                   session: SessionDep, principal: PrincipalDep,
-                                  idempotency_key: IdempotencyKey):
+                                  idempotency_key: IdempotencyKey = None):
     idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
     if (replayed := await idem.replay(session)) is not None:
         return replayed

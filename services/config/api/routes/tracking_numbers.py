@@ -42,7 +42,7 @@ async def _check_unique(session: SessionDep, number: str, exclude: str | None = 
 
 @router.post("/v1/tracking-numbers", status_code=201, response_model=TrackingNumberPublic)
 async def create_tracking_number(body: TrackingNumberCreate, request: Request, response: Response, ctx: CtxDep,
-                                 session: SessionDep, principal: PrincipalDep, idempotency_key: IdempotencyKey):
+                                 session: SessionDep, principal: PrincipalDep, idempotency_key: IdempotencyKey = None):
     idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
     if (replayed := await idem.replay(session)) is not None:
         return replayed

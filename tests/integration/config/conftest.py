@@ -1,0 +1,148 @@
+"""Fixtures of the config service's integration tests: a database on SQLite and on
+PostgreSQL (each test gets its own), an app over httpx's ASGI transport, helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from proto.messages import RegistryReply
+from services.common.bus import Bus
+from services.config.api.app import create_app
+from services.config.api.context import AppContext
+from services.config.db.engine import make_engine, migrate, sessionmaker
+from services.config.resolver import Resolver
+from services.config.secrets import SecretBox, generate_key_spec
+from services.config.settings import ConfigSettings
+from tests.conftest import postgres_url
+
+ADMIN = "admin-token-for-tests"
+
+DB_PARAMS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+async def _pg_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    u = make_url(url)
+    conn = await asyncpg.connect(host=u.host or "127.0.0.1", port=u.port or 5432, user=u.username,
+                                 password=u.password, database=u.database or "postgres", timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=DB_PARAMS)
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file in tmp_path, or a new PostgreSQL database
+    (created from SWITCHBOARD_TEST_POSTGRES_URL, dropped after) so tests never share data."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'config.db'}"
+        return
+    base = postgres_url()
+    if not base:
+        pytest.skip("SWITCHBOARD_TEST_POSTGRES_URL is not set: PostgreSQL variant skipped (.ci/run sets it)")
+    name = f"sbtest_{uuid.uuid4().hex[:12]}"
+    try:
+        await _pg_admin(base, f'CREATE DATABASE "{name}"')
+    except Exception as e:  # set but unreachable: a failure, not a skip
+        pytest.fail(f"PostgreSQL at {base} is not reachable: {e}")
+    yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    await _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def settings(tmp_path: Path, db_url: str, **kw: Any) -> ConfigSettings:
+    return ConfigSettings(database_url=db_url, admin_token=ADMIN, data_dir=tmp_path / "data",
+                          secret_key=kw.pop("secret_key", generate_key_spec("t1")), **kw)
+
+
+@dataclass
+class Env:
+    ctx: AppContext
+    client: httpx.AsyncClient
+    resolver: Resolver | None = None
+    registry_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN}"}
+
+    async def account(self, name: str = "Acme") -> tuple[str, dict[str, str]]:
+        """A new account and headers with a key of it."""
+        r = await self.client.post("/v1/accounts", json={"name": name}, headers=self.admin())
+        assert r.status_code == 201, r.text
+        acc = r.json()["id"]
+        r = await self.client.post(f"/v1/accounts/{acc}/api-keys", headers=self.admin())
+        assert r.status_code == 201, r.text
+        return acc, {"Authorization": f"Bearer {r.json()['key']}"}
+
+    async def receiving(self, headers: dict[str, str], **kw: Any) -> dict[str, Any]:
+        body = {"name": "Front desk", "dial_sip_client": True,
+                "sip_targets": [{"uri": "sip:100@pbx.example.com;transport=tcp", "username": "100",
+                                 "password": "s3cret"}],
+                "ring_timeout": 20, "send_digits": "ww123#", "region": "us1"}
+        body.update(kw)
+        r = await self.client.post("/v1/receiving-numbers", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def tracking(self, headers: dict[str, str], number: str, rn_id: str) -> dict[str, Any]:
+        r = await self.client.post("/v1/tracking-numbers", json={"number": number, "receiving_number_id": rn_id},
+                                   headers=headers)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+async def make_env(tmp_path: Path, db_url: str, bus: Bus | None = None, *, resolver: bool = False,
+                   registry: Any = None, **kw: Any) -> tuple[Env, Any]:
+    s = settings(tmp_path, db_url, **kw)
+    engine = make_engine(db_url)
+    await migrate(engine)
+    sm = sessionmaker(engine)
+    ctx = AppContext(settings=s, engine=engine, sessionmaker=sm, secrets=SecretBox.from_spec(s.secret_key), bus=bus)
+    env = Env(ctx=ctx, client=httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)),
+                                                base_url="http://test"))
+
+    async def fake_registry(verb: str, params: dict[str, Any]) -> RegistryReply:
+        env.registry_calls.append((verb, params))
+        if verb == "allowlist" and params.get("format") == "csv":
+            return RegistryReply(text="address,ports\n203.0.113.1,5060\n", content_type="text/csv")
+        return RegistryReply(status=201 if verb == "trunks_add" else 200, data={"verb": verb, "params": params})
+
+    if registry == "fake":
+        ctx.registry_call = fake_registry
+    if resolver:
+        env.resolver = Resolver(sm, ctx.secrets, bus)
+        ctx.local_listeners.append(env.resolver.on_change)
+        await env.resolver.start()
+
+    async def close() -> None:
+        await env.client.aclose()
+        if env.resolver:
+            await env.resolver.stop()
+        await engine.dispose()
+
+    return env, close
+
+
+@pytest.fixture
+async def env(tmp_path: Path, db_url: str) -> AsyncIterator[Env]:
+    e, close = await make_env(tmp_path, db_url, resolver=True, registry="fake")
+    yield e
+    await close()
+
+
+async def eventually(predicate: Any, timeout: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
