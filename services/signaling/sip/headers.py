@@ -185,7 +185,7 @@ class NameAddress:
     def expires(self) -> int | None:
         """Contact ``expires`` parameter (None if absent or not a number)."""
         value = self.params.get("expires")
-        if value is None or not value.isdigit() or len(value) > 10:
+        if value is None or not value.isdecimal() or len(value) > 10:
             return None
         return int(value)
 
@@ -297,7 +297,7 @@ class Via:
     def rport(self) -> int | None:
         """The filled-in ``rport`` value (RFC 3581), None if absent or empty."""
         value = self.params.get("rport")
-        return int(value) if value is not None and value.isdigit() and len(value) <= 5 else None
+        return int(value) if value is not None and value.isdecimal() and len(value) <= 5 else None
 
     @property
     def rport_requested(self) -> bool:
@@ -337,7 +337,7 @@ class Via:
         return self.host[1:-1] if self.host.startswith("[") else self.host
 
 
-_CSEQ_RE = re.compile(r"\s*(\d+)\s+(\S+)\s*")
+_CSEQ_RE = re.compile(r"\s*([0-9]+)\s+(\S+)\s*")
 MAX_CSEQ = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31
 
 
@@ -392,7 +392,7 @@ class RetryAfter:
     comment: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
 
-    _RE = re.compile(r"\s*(\d+)\s*(\(.*\))?\s*(;.*)?", re.S)
+    _RE = re.compile(r"\s*([0-9]+)\s*(\(.*\))?\s*(;.*)?", re.S)
 
     @classmethod
     def parse(cls, text: str) -> RetryAfter:
@@ -405,7 +405,7 @@ class RetryAfter:
     @property
     def duration(self) -> int | None:
         value = self.params.get("duration")
-        return int(value) if value is not None and value.isdigit() and len(value) <= 10 else None
+        return int(value) if value is not None and value.isdecimal() and len(value) <= 10 else None
 
     def __str__(self) -> str:
         comment = f" ({self.comment})" if self.comment else ""
@@ -430,7 +430,7 @@ class Reason:
         params = parse_params(";" + rest) if rest else {}
         cause_text = params.pop("cause", None)
         text = params.pop("text", None)
-        cause = int(cause_text) if cause_text and cause_text.isdigit() and len(cause_text) <= 5 else None
+        cause = int(cause_text) if cause_text and cause_text.isdecimal() and len(cause_text) <= 5 else None
         return cls(protocol, cause, unquote(text) if text is not None else None, params)
 
     def __str__(self) -> str:

@@ -113,7 +113,7 @@ LIST_HEADERS = frozenset(
 _SINGLE = frozenset({"to", "from", "call-id", "cseq", "max-forwards", "content-length"})
 
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
-_VERSION_RE = re.compile(r"SIP/(\d+)\.(\d+)", re.I)
+_VERSION_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+)", re.I)
 _CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.I | re.M)
 _LWS_BYTES_RE = re.compile(rb"[ \t]*\r\n[ \t]+")
 
@@ -348,7 +348,7 @@ class Message:
     @property
     def expires(self) -> int | None:
         value = self.headers.get("Expires")
-        if value is None or not value.isdigit() or len(value) > 10:
+        if value is None or not value.isdecimal() or len(value) > 10:
             return None
         return int(value)
 
@@ -427,13 +427,13 @@ class Response(Message):
 
 def _parse_max_forwards(value: str) -> int:
     # Leading zeros are legal (RFC 4475 §3.1.1.1: "0068"); §20.22 range 0-255.
-    if not value.isdigit() or not value.isascii() or len(value) > 10 or int(value) > 255:
+    if not value.isdecimal() or not value.isascii() or len(value) > 10 or int(value) > 255:
         raise SipParseError(f"Bad Max-Forwards: {value[:40]!r}")
     return int(value)
 
 
 def _parse_content_length(value: str, limit: int) -> int:
-    if not value.isdigit() or not value.isascii():
+    if not value.isdecimal() or not value.isascii():
         raise SipParseError(f"Bad Content-Length: {value[:40]!r}")
     if len(value) > 10 or int(value) > limit:
         raise SipParseError("Content-Length too large", 513)
@@ -556,7 +556,7 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
         raise SipParseError("Malformed Status-Line")
     _check_version(parts[0])
     code = parts[1]
-    if len(code) != 3 or not code.isdigit() or not code.isascii() or not 100 <= int(code) <= 699:
+    if len(code) != 3 or not code.isdecimal() or not code.isascii() or not 100 <= int(code) <= 699:
         raise SipParseError(f"Bad status code: {code[:20]!r}")
     return Response(int(code), parts[2] if len(parts) == 3 else "", headers)
 

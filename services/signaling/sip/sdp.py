@@ -45,7 +45,7 @@ SRTP_KEY_SALT_LEN = 30  # 16-octet master key || 14-octet master salt (RFC 4568 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _REVERSE = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 _LINE_RE = re.compile(r"[a-z]=")
-_CRYPTO_RE = re.compile(r"(\d{1,9})\s+(\S+)\s+(\S+)(?:\s+(.*))?", re.S)
+_CRYPTO_RE = re.compile(r"([0-9]{1,9})\s+(\S+)\s+(\S+)(?:\s+(.*))?", re.S)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class Origin:
     @classmethod
     def parse(cls, value: str) -> Origin:
         parts = value.split()
-        if len(parts) != 6 or not parts[2].isdigit():
+        if len(parts) != 6 or not parts[2].isdecimal():
             raise SdpError(f"Bad o= line: {value[:60]!r}", 400)
         return cls(parts[0], parts[1], int(parts[2]), parts[5], parts[4], parts[3])
 
@@ -115,9 +115,9 @@ class RtpMap:
     def parse(cls, value: str) -> RtpMap:
         pt, _, rest = value.partition(" ")
         parts = rest.strip().split("/")
-        if not pt.isdigit() or len(parts) < 2 or not parts[1].isdigit():
+        if not pt.isdecimal() or len(parts) < 2 or not parts[1].isdecimal():
             raise SdpError(f"Bad rtpmap: {value[:60]!r}", 400)
-        channels = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+        channels = int(parts[2]) if len(parts) > 2 and parts[2].isdecimal() else None
         return cls(int(pt), parts[0], int(parts[1]), channels)
 
     def __str__(self) -> str:
@@ -258,7 +258,7 @@ class Media(_Attributes):
         if len(parts) < 3:
             raise SdpError(f"Bad m= line: {value[:60]!r}", 400)
         port_text, _, count = parts[1].partition("/")
-        if not port_text.isdigit() or int(port_text) > 65535 or (count and not count.isdigit()):
+        if not port_text.isdecimal() or int(port_text) > 65535 or (count and not count.isdecimal()):
             raise SdpError(f"Bad m= port: {value[:60]!r}", 400)
         return cls(parts[0], int(port_text), parts[2], parts[3:], int(count) if count else None)
 
@@ -282,14 +282,14 @@ class Media(_Attributes):
         out: dict[int, str] = {}
         for value in self.attributes("fmtp"):
             pt, _, params = value.partition(" ")
-            if pt.isdigit():
+            if pt.isdecimal():
                 out[int(pt)] = params.strip()
         return out
 
     @property
     def ptime(self) -> int | None:
-        value = self.attribute("ptime")
-        return int(value) if value and value.strip().isdigit() else None
+        value = (self.attribute("ptime") or "").strip()
+        return int(value) if value.isdecimal() and len(value) < 6 else None
 
     @property
     def rtcp(self) -> tuple[int, Connection | None] | None:
@@ -298,7 +298,7 @@ class Media(_Attributes):
         if not value:
             return None
         port, _, conn = value.strip().partition(" ")
-        if not port.isdigit() or int(port) > 65535:
+        if not port.isdecimal() or int(port) > 65535:
             return None
         try:
             return int(port), (Connection.parse(conn) if conn else None)
@@ -320,7 +320,7 @@ class Media(_Attributes):
         """The PT offered for ``encoding/clock_rate`` (static PT 0 counts as PCMU/8000)."""
         maps = self.rtpmaps
         for fmt in self.formats:
-            if not fmt.isdigit():
+            if not fmt.isdecimal():
                 continue
             pt = int(fmt)
             rm = maps.get(pt)

@@ -27,7 +27,7 @@ __all__ = [
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 # Host names: RFC 3261 hostname, liberal about '_' (seen in the wild) and a trailing dot.
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-.]*[A-Za-z0-9_.])?")
-_IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 # RFC 3261 §25.1: user = 1*( unreserved / escaped / user-unreserved )
 _USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
 _PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
@@ -87,7 +87,7 @@ def _check_host(host: str) -> str:
 
 
 def _parse_port(text: str) -> int:
-    if not text.isdigit() or not text.isascii() or len(text) > 5 or int(text) > 65535:
+    if not text.isdecimal() or not text.isascii() or len(text) > 5 or int(text) > 65535:
         raise SipParseError(f"Bad port: {text!r}")
     return int(text)
 
