@@ -7,6 +7,7 @@ value and :func:`uris_equal` implements the comparison rules of RFC 3261 §19.1.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 # Host names: RFC 3261 hostname, liberal about '_' (seen in the wild) and a trailing dot.
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_\-.]*[A-Za-z0-9_.])?")
 _IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+_OCTET = r"0*(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_STRICT_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 # RFC 3261 §25.1: user = 1*( unreserved / escaped / user-unreserved )
 _USER_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+")
 _PASSWORD_RE = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*")
@@ -78,7 +81,7 @@ def _check_host(host: str) -> str:
             raise SipParseError(f"Bad IPv6 reference: {host!r}") from None
         return host
     if _IPV4_RE.fullmatch(host):
-        if any(int(part) > 255 for part in host.split(".")):
+        if not _IPV4_STRICT_RE.fullmatch(host):
             raise SipParseError(f"Bad IPv4 address: {host!r}")
         return host
     if not _HOSTNAME_RE.fullmatch(host):
@@ -92,6 +95,7 @@ def _parse_port(text: str) -> int:
     return int(text)
 
 
+@functools.lru_cache(maxsize=4096)  # the same few peers' hosts recur in every message
 def split_hostport(text: str) -> tuple[str, int | None]:
     """Split ``host[:port]`` (host may be an ``[IPv6]`` reference) and validate both."""
     if text.startswith("["):
