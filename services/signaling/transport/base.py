@@ -210,6 +210,11 @@ class _StreamProtocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.last_activity = loop.time()
         self.partial_since: float | None = None
+        # inbound TLS only (see connection_made)
+        self.sslobj: ssl.SSLObject | None = None
+        self._in_bio: ssl.MemoryBIO | None = None
+        self._out_bio: ssl.MemoryBIO | None = None
+        self.handshake_since: float | None = None
 
     # -- asyncio callbacks
 
@@ -233,8 +238,11 @@ class _StreamProtocol(asyncio.Protocol):
             len(layer._streams) > layer.limits.max_connections
         ):
             layer.stats.connections_rejected += 1
-            log.warning("%s: connection cap reached, closing", self.peer)
             transport.abort()
+            if ip not in layer._capped:  # once per burst, not once per connection
+                layer._capped.add(ip)
+                log.warning("%s: connection cap reached, refusing more from %s", self.peer, ip)
+                layer._report(self.peer, "connection cap reached")
             return
         layer._per_ip[ip] += 1
         self.counted_ip = ip
@@ -242,40 +250,25 @@ class _StreamProtocol(asyncio.Protocol):
             self.ready = True
             layer._register(self)
         else:
-            transport.pause_reading()
-            layer._spawn(self._handshake(transport, self.server_ctx))
-
-    async def _handshake(self, raw: asyncio.Transport, ctx: ssl.SSLContext) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            tls = await loop.start_tls(
-                raw,
-                self,
-                ctx,
-                server_side=True,
-                ssl_handshake_timeout=self.layer.limits.tls_handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, ConnectionError, EOFError, TimeoutError) as exc:
-            reason, detail = describe_tls_error(exc)
-            self.layer.stats.tls_failures += 1
-            log.info("%s: %s (%s)", self.peer, reason, detail)
-            raw.abort()
-            self._lost()
-            assert self.peer is not None
-            self.layer._report(self.peer, reason)
-            return
-        if tls is None or self.closed:
-            return
-        self.transport = tls
-        self.ready = True
-        self.last_activity = loop.time()
-        self.layer._register(self)
+            # Server-side TLS runs over memory BIOs in this protocol rather than through
+            # create_server(ssl=...) or start_tls(): asyncio only debug-logs a failed server
+            # handshake, and uvloop starts reading before start_tls() can take over. Here a
+            # failure is ours to report, the same on both loops.
+            self._in_bio = ssl.MemoryBIO()
+            self._out_bio = ssl.MemoryBIO()
+            self.sslobj = self.server_ctx.wrap_bio(self._in_bio, self._out_bio, server_side=True)
+            self.handshake_since = layer._now()
 
     def data_received(self, data: bytes) -> None:
         layer = self.layer
         now = layer._now()
         self.last_activity = now
         layer.stats.bytes_in += len(data)
+        if self.sslobj is not None:
+            plain = self._tls_received(data)
+            if not plain:
+                return
+            data = plain
         try:
             result = self.framer.feed(data)
         except FramingError as exc:
@@ -288,10 +281,10 @@ class _StreamProtocol(asyncio.Protocol):
         if result.garbage:
             layer.stats.malformed_framing += 1
             layer.stats.garbage_bytes += result.garbage
-        if result.pongs and self.transport is not None:
+        if result.pongs and not self.closed:
             layer.stats.keepalives_in += result.pongs
             layer.stats.pongs_out += result.pongs
-            self.transport.write(b"\r\n" * result.pongs)  # RFC 5626 §3.5.1 pong
+            self._write(b"\r\n" * result.pongs)  # RFC 5626 §3.5.1 pong
         assert self.peer is not None and self.local is not None
         for message in result.messages:
             layer._deliver(message, self.peer, self.local)
@@ -303,10 +296,73 @@ class _StreamProtocol(asyncio.Protocol):
         else:
             self.partial_since = None
 
+    def _tls_received(self, data: bytes) -> bytes:
+        """Feed TLS records in; returns the plaintext now available (b"" if none)."""
+        sslobj = self.sslobj
+        assert sslobj is not None and self._in_bio is not None
+        self._in_bio.write(data)
+        if not self.ready:
+            try:
+                sslobj.do_handshake()
+            except ssl.SSLWantReadError:
+                self._flush()
+                return b""
+            except (ssl.SSLError, ssl.CertificateError) as exc:
+                self._flush()  # the alert, so the peer learns why
+                self.tls_failed(exc)
+                return b""
+            self._flush()
+            self.ready = True
+            self.handshake_since = None
+            self.layer._register(self)
+        chunks: list[bytes] = []
+        try:
+            while True:
+                chunk = sslobj.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self.close()  # close_notify from the peer
+        except ssl.SSLError as exc:
+            log.info("%s: tls error, closing: %s", self.peer, exc)
+            self.abort()
+            assert self.peer is not None
+            self.layer._report(self.peer, f"tls: {getattr(exc, 'reason', None) or exc}")
+        self._flush()  # e.g. TLS 1.3 key updates
+        return b"".join(chunks)
+
+    def tls_failed(self, exc: BaseException) -> None:
+        reason, detail = describe_tls_error(exc)
+        self.layer.stats.tls_failures += 1
+        log.info("%s: %s (%s)", self.peer, reason, detail)
+        if self.transport is not None:
+            self.transport.close()  # after the flushed alert
+        self._lost()
+        assert self.peer is not None
+        self.layer._report(self.peer, reason)
+
+    def _flush(self) -> None:
+        if self._out_bio is not None and self._out_bio.pending and self.transport is not None:
+            self.transport.write(self._out_bio.read())
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.sslobj is not None:
+            self.sslobj.write(data)
+            self._flush()
+        else:
+            self.transport.write(data)
+
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.sslobj is not None and not self.ready and not self.closed:
+            self.tls_failed(exc or ConnectionResetError("connection closed during the TLS handshake"))
+            return
         if self.framer.pending:
             self.layer.stats.dropped += 1  # a truncated message
         self._lost()
@@ -324,6 +380,7 @@ class _StreamProtocol(asyncio.Protocol):
             layer.stats.connections_closed += 1
         if self.counted_ip is not None:
             layer._per_ip[self.counted_ip] -= 1
+            layer._capped.discard(self.counted_ip)
             if layer._per_ip[self.counted_ip] <= 0:
                 del layer._per_ip[self.counted_ip]
             self.counted_ip = None
@@ -339,7 +396,9 @@ class _StreamProtocol(asyncio.Protocol):
         if transport.get_write_buffer_size() > self.layer.limits.max_write_buffer:
             self.abort()
             raise TransportError("send buffer full")
-        transport.write(data)
+        if not self.ready:
+            raise TransportError("connection not ready")
+        self._write(data)
         self.last_activity = self.layer._now()
 
     def abort(self) -> None:
@@ -349,6 +408,12 @@ class _StreamProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None:
+            if self.sslobj is not None and self.ready:
+                try:
+                    self.sslobj.unwrap()  # close_notify (RFC 8446 §6.1)
+                except ssl.SSLError:
+                    pass
+                self._flush()
             self.transport.close()
         self._lost()
 
@@ -376,6 +441,7 @@ class TransportLayer:
         self._conns: dict[tuple[str, str, int], _StreamProtocol] = {}
         self._connecting: dict[tuple[str, str, int], asyncio.Future[_StreamProtocol]] = {}
         self._per_ip: Counter[str] = Counter()
+        self._capped: set[str] = set()  # source IPs refused since they last dropped below the cap
         self._client_ctx: dict[tuple[object, ...], ssl.SSLContext] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -630,6 +696,10 @@ class TransportLayer:
         now = self._now()
         limits = self.limits
         for conn in list(self._streams):
+            if conn.handshake_since is not None and now - conn.handshake_since > limits.tls_handshake_timeout:
+                self.stats.connections_timed_out += 1
+                conn.tls_failed(TimeoutError("no TLS handshake"))
+                continue
             if conn.partial_since is not None and now - conn.partial_since > limits.message_timeout:
                 reason = "incomplete message timeout"
             elif now - conn.last_activity > limits.idle_timeout:

@@ -322,6 +322,8 @@ async def test_connection_cap_per_source_ip(make_layer: Factory) -> None:
     conns = [await raw_client(a_addr) for _ in range(20)]
     await until(lambda: a.stats.connections_rejected == 15)
     assert a.connection_count == 5
+    assert (await sink.error())[1] == "connection cap reached"  # reported once, not 15 times
+    assert sink.errors.empty()
     for i, (_, w) in enumerate(conns):
         try:
             w.write(msg(call_id=str(i)))
