@@ -82,6 +82,7 @@ class Resolver:
         self._wake = asyncio.Event()
         self._requested = 0
         self._applied = 0
+        self._applied_cond = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ----------------------------------------------------------------
@@ -130,9 +131,8 @@ class Resolver:
     async def settled(self, timeout: float = 5.0) -> None:
         """Wait until every invalidation received so far is applied (tests, tools)."""
         target = self._requested
-        async with asyncio.timeout(timeout):
-            while self._applied < target:
-                await asyncio.sleep(0.002)
+        async with asyncio.timeout(timeout), self._applied_cond:
+            await self._applied_cond.wait_for(lambda: self._applied >= target)
 
     async def _worker(self) -> None:
         while True:
@@ -150,7 +150,9 @@ class Resolver:
                 await asyncio.sleep(0.5)
                 self._wake.set()
                 continue
-            self._applied = requested
+            async with self._applied_cond:
+                self._applied = requested
+                self._applied_cond.notify_all()
 
     async def _periodic(self) -> None:
         while True:

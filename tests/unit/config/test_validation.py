@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from services.config.validation import SipUriError, check_pem, check_send_digits, normalize_e164, parse_sip_uri
+from services.config.validation import (
+    SipUriError,
+    check_pem,
+    check_send_digits,
+    normalize_e164,
+    parse_sip_uri,
+)
 
 
 @pytest.mark.parametrize(("raw", "norm"), [
