@@ -370,3 +370,54 @@ async def test_close_is_clean_and_send_after_close_fails(make_layer: Factory) ->
     with pytest.raises(TransportError):
         await b.send(msg(), a_addr)
     await until(lambda: a.connection_count == 0)
+
+
+async def test_a_thousand_connections_from_one_peer(make_layer: Factory) -> None:
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2500:
+        pytest.skip("needs ~2,100 file descriptors")
+    a, sink = make_layer()  # default limits: 64 per source IP
+    a_addr = await a.listen("tcp", "127.0.0.1", 0)
+    flood = [await raw_client(a_addr) for _ in range(1000)]
+    await until(lambda: a.stats.connections_rejected == 1000 - a.limits.max_connections_per_ip)
+    assert a.connection_count == a.limits.max_connections_per_ip
+    _, w = await raw_client(a_addr, local_addr=("127.0.0.3", 0))
+    w.write(msg(call_id="legit"))
+    assert (await sink.message())[0] == msg(call_id="legit")
+    for _, fw in flood:
+        fw.close()
+    w.close()
+    await until(lambda: a.connection_count == 0)
+
+
+async def test_peer_that_does_not_read_is_cut_off(make_layer: Factory) -> None:
+    a, sink = make_layer(Limits(max_write_buffer=100_000))
+    a_addr = await a.listen("tcp", "127.0.0.1", 0)
+    r, w = await raw_client(a_addr)
+    w.write(msg())
+    _, source, _ = await sink.message()
+    big = msg(b"x" * 60000)
+    with pytest.raises(TransportError) as e:
+        for _ in range(2000):  # the kernel buffers fill, then ours
+            await a.send(big, source)
+    assert e.value.reason == "send buffer full"
+    assert a.connection_count == 0
+    w.close()
+
+
+async def test_ipv6_udp_and_tcp(make_layer: Factory) -> None:
+    a, sink = make_layer()
+    b, _ = make_layer()
+    try:
+        udp = await a.listen("udp", "::1", 0)
+        tcp = await a.listen("tcp", "[::1]", 0)
+    except TransportError:
+        pytest.skip("no IPv6 loopback")
+    assert udp.host == "::1" and str(tcp).startswith("tcp:[::1]:")
+    await b.send(msg(transport="UDP"), udp)  # b has no listener: an ephemeral IPv6 socket
+    data, source, _ = await sink.message()
+    assert source.host == "::1" and source.transport == "udp"
+    await b.send(msg(), tcp)
+    data, source, _ = await sink.message()
+    assert data == msg() and source.host == "::1" and source.transport == "tcp"
