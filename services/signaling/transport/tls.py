@@ -127,7 +127,10 @@ def describe_tls_error(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ssl.SSLError):
         code = getattr(exc, "reason", None) or ""
         return _SSL_REASONS.get(code, f"tls: handshake failed: {code.lower() or detail}"), detail
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError) or (
+        # asyncio's ssl_handshake_timeout surfaces as ConnectionAbortedError("... taking longer ...")
+        isinstance(exc, ConnectionAbortedError) and "longer than" in detail
+    ):
         return "tls: handshake failed: timeout", detail
     if isinstance(exc, ConnectionError | EOFError):
         return "tls: handshake failed: connection closed by peer", detail

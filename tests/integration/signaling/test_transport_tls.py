@@ -223,3 +223,29 @@ def test_client_context_is_tls12_plus_and_verifies_by_default() -> None:
     assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
     off = client_context(ClientTlsOptions(verify=False))
     assert not off.check_hostname and off.verify_mode == ssl.CERT_NONE
+
+
+async def test_server_that_never_answers_the_handshake(make_layer: Factory) -> None:
+    async def mute(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.read()  # reads the ClientHello, answers nothing
+
+    srv = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    client, _ = make_layer(Limits(tls_handshake_timeout=0.2))
+    try:
+        with pytest.raises(TransportError) as e:
+            await client.send(OPTIONS, Addr("tls", "127.0.0.1", port), server_name="sip.test")
+        assert e.value.reason == "tls: handshake failed: timeout"
+    finally:
+        srv.close()
+
+
+async def test_client_that_never_finishes_the_handshake(make_layer: Factory, ca: TestCA) -> None:
+    issued = ca.issue("sip.test")
+    server, sink = make_layer(Limits(tls_handshake_timeout=0.2, reap_interval=0.05))
+    addr = await server.listen("tls", "127.0.0.1", 0, tls=ServerTlsConfig(issued.cert_file, issued.key_file))
+    r, w = await asyncio.open_connection(addr.host, addr.port)  # TCP only, no ClientHello
+    _, reason = await sink.error()
+    assert reason == "tls: handshake failed: timeout"
+    assert await asyncio.wait_for(r.read(), WAIT) == b""
+    w.close()
