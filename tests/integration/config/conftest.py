@@ -146,3 +146,52 @@ async def eventually(predicate: Any, timeout: float = 2.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+class LiveApi:
+    """The API on a real uvicorn in its own thread and loop (for sync clients: the CLI,
+    schemathesis), with a SQLite database and a stand-in registry."""
+
+    def __init__(self, tmp: Path, admin: str = ADMIN) -> None:
+        import threading
+
+        from services.common.natsserver import free_port
+
+        self.tmp, self.admin, self.port = tmp, admin, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready = threading.Event()
+        self._server: Any = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        import uvicorn
+
+        url = f"sqlite+aiosqlite:///{self.tmp / 'live.db'}"
+        engine = make_engine(url)
+        await migrate(engine)
+        s = ConfigSettings(database_url=url, admin_token=self.admin, data_dir=self.tmp,
+                           secret_key=generate_key_spec())
+
+        async def registry(verb: str, params: dict[str, Any]) -> RegistryReply:
+            return RegistryReply(data={"verb": verb, "params": params})
+
+        ctx = AppContext(settings=s, engine=engine, sessionmaker=sessionmaker(engine),
+                         secrets=SecretBox.from_spec(s.secret_key), registry_call=registry)
+        self._server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=self.port,
+                                                     lifespan="off", log_level="warning"))
+        task = asyncio.create_task(self._server.serve())
+        while not self._server.started and not task.done():
+            await asyncio.sleep(0.01)
+        self._ready.set()
+        await task
+        await engine.dispose()
+
+    def __enter__(self) -> LiveApi:
+        self._thread.start()
+        assert self._ready.wait(20), "API server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(10)
