@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.signaling.b2bua.policy import Attempt, Result, carrier_status, classify, record_result, should_move_on
+from services.signaling.b2bua.policy import (
+    Attempt,
+    Result,
+    carrier_status,
+    classify,
+    record_result,
+    should_move_on,
+)
 
 
 @pytest.mark.parametrize(
