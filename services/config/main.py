@@ -20,7 +20,7 @@ from .api.app import create_app
 from .api.context import AppContext
 from .db.engine import make_engine, migrate, sessionmaker
 from .resolver import Resolver
-from .secrets import SecretBox
+from .secrets import SecretBox, reseal
 from .settings import ConfigSettings
 
 log = logging.getLogger("switchboard.config")
@@ -50,6 +50,8 @@ class Config(Component[ConfigSettings]):
             await migrate(self.engine)
         secrets = SecretBox.load(s.secret_key, s.data_dir)
         sm = sessionmaker(self.engine)
+        if n := await reseal(sm, secrets):
+            log.info("re-sealed %d secret(s) under key %s", n, secrets.primary)
         self.resolver = Resolver(sm, secrets, self.bus, full_reload=s.resolver_full_reload)
         self.ctx = AppContext(settings=s, engine=self.engine, sessionmaker=sm, secrets=secrets, bus=self.bus)
         # This instance's own writes reach its resolver directly, even with NATS away.

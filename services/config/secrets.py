@@ -2,7 +2,7 @@
 
 Keys come from SWITCHBOARD_SECRET_KEY as `kid:base64key[,kid:base64key...]`: the first
 key seals, every listed key opens, so a key is rotated by putting a new one first and
-keeping the old one until `reseal` has rewritten the rows. A sealed value is
+keeping the old one until `reseal` (run at start-up) has rewritten the rows. A sealed value is
 `v1:<kid>:<base64(nonce || ciphertext+tag)>`; the key id is bound as associated data so a
 value cannot be moved between key ids. Without a configured key, one is generated once into
 `<data_dir>/secret.key` (mode 0600) and reused from there."""
@@ -14,6 +14,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -106,3 +107,28 @@ class SecretBox:
 
     def needs_reseal(self, sealed: str) -> bool:
         return self.key_id(sealed) != self.primary
+
+
+async def reseal(sessionmaker: Any, box: SecretBox) -> int:
+    """Re-encrypt every stored secret that is not under the primary key (after a rotation).
+    Compare-and-set per value, so a password changed meanwhile through the API is kept."""
+    from sqlalchemy import select, update
+
+    from .db.models import SipTargetRow
+
+    changed = 0
+    async with sessionmaker() as session:
+        for col in (SipTargetRow.password_sealed, SipTargetRow.tls_client_key_sealed):
+            rows = (await session.execute(select(SipTargetRow.id, col).where(col.is_not(None)))).all()
+            for target_id, sealed in rows:
+                if not box.needs_reseal(sealed):
+                    continue
+                try:
+                    plain = box.open(sealed)
+                except SecretError:
+                    continue  # a key no longer configured: left for an operator (logged by the resolver)
+                res = await session.execute(update(SipTargetRow).where(SipTargetRow.id == target_id, col == sealed)
+                                            .values({col.key: box.seal(plain)}))
+                changed += res.rowcount or 0
+        await session.commit()
+    return changed

@@ -211,3 +211,25 @@ async def test_registry_forwarding_over_the_bus(tmp_path: Path, bus: Bus) -> Non
         assert r.status_code == 404 and seen[-1] == ("trunks_delete", {"id": "tr_1"})
     finally:
         await close()
+
+
+async def test_key_rotation_reseals(tmp_path: Path, db_url: str) -> None:
+    from services.config.secrets import SecretBox, reseal
+
+    old = generate_key_spec("old")
+    env, close = await make_env(tmp_path, db_url, None, resolver=False, secret_key=old)
+    try:
+        _, h = await env.account()
+        await env.receiving(h)
+        rotated = SecretBox.from_spec(f"{generate_key_spec('new')},{old}")
+        assert await reseal(env.ctx.sessionmaker, rotated) == 1
+        assert await reseal(env.ctx.sessionmaker, rotated) == 0
+        from sqlalchemy import select
+
+        from services.config.db.models import SipTargetRow
+
+        async with env.ctx.sessionmaker() as s:
+            sealed = (await s.execute(select(SipTargetRow.password_sealed))).scalar_one()
+        assert sealed.startswith("v1:new:") and rotated.open(sealed) == "s3cret"
+    finally:
+        await close()
