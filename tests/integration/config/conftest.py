@@ -46,7 +46,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     """A fresh, empty database: a SQLite file in tmp_path, or a new PostgreSQL database
     (created from SWITCHBOARD_TEST_POSTGRES_URL, dropped after) so tests never share data."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'config.db'}"
+        yield f"sqlite+aiosqlite:///{tmp_path / 'cfg.db'}"
         return
     base = postgres_url()
     if not base:
