@@ -10,6 +10,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -17,6 +18,7 @@ from services.common.bus import Bus
 from services.common.service import Component, run
 
 from .api.app import create_app
+from .api.common import purge_idempotency
 from .api.context import AppContext
 from .db.engine import make_engine, migrate, sessionmaker
 from .resolver import Resolver
@@ -42,6 +44,7 @@ class Config(Component[ConfigSettings]):
         self.resolver: Resolver | None = None
         self.server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.ctx: AppContext | None = None
 
     async def start(self) -> None:
@@ -58,6 +61,7 @@ class Config(Component[ConfigSettings]):
         self.ctx.local_listeners.append(self.resolver.on_change)
         self.ctx.ready_checks["resolver"] = lambda: bool(self.resolver and self.resolver.loaded)
         await self.resolver.start()
+        self._housekeeping = asyncio.create_task(self._purge_loop(sm))
         config = uvicorn.Config(create_app(self.ctx), host=s.http_host, port=s.http_port, lifespan="off",
                                 log_config=None, access_log=False, server_header=False)
         self.server = _Server(config)
@@ -76,6 +80,15 @@ class Config(Component[ConfigSettings]):
             await asyncio.sleep(0.02)
         log.info("HTTP API on http://%s:%d/v1", s.http_host, self.http_port)
 
+    async def _purge_loop(self, sm: Any) -> None:
+        while True:
+            try:
+                async with sm() as session:
+                    await purge_idempotency(session, self.settings.idempotency_ttl)
+            except Exception as e:  # the database may be away for a while; try next time
+                log.debug("idempotency purge failed: %s", e)
+            await asyncio.sleep(3600)
+
     @property
     def http_port(self) -> int:
         """The bound port (differs from the setting when it is 0)."""
@@ -92,6 +105,8 @@ class Config(Component[ConfigSettings]):
 
     async def stop(self) -> None:
         await self.drain()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
         if self.resolver is not None:
             await self.resolver.stop()
         await self.engine.dispose()

@@ -117,10 +117,6 @@ class Idempotency:
                                       request_hash=self.hash, status=status,
                                       body=json.dumps(jsonable_encoder(body)).encode()))
 
-    async def purge(self, session: AsyncSession) -> None:
-        cutoff = datetime.now(UTC) - timedelta(seconds=self.ttl)
-        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
-
     async def commit(self, session: AsyncSession) -> Response | None:
         """Commit; if a concurrent request with the same key won, answer its result."""
         try:
@@ -133,3 +129,11 @@ class Idempotency:
                     return replay
             raise
         return None
+
+
+async def purge_idempotency(session: AsyncSession, ttl: float) -> int:
+    """Forget answers older than the TTL (run periodically by the service)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=ttl)
+    res = await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+    await session.commit()
+    return res.rowcount or 0  # type: ignore[attr-defined,no-any-return]

@@ -467,3 +467,16 @@ async def test_registry_routes_forward(env: Env) -> None:
                                          headers=env.admin()), 422, "networks[0]", "not an IP")
     assert (await env.client.delete("/v1/trunks/t1", headers=env.admin())).status_code == 200
     assert env.registry_calls[-1] == ("trunks_delete", {"id": "t1"})
+
+
+async def test_idempotency_records_expire(env: Env) -> None:
+    from services.config.api.common import purge_idempotency
+
+    _, h = await env.account()
+    hk = {**h, "Idempotency-Key": "old"}
+    r1 = await env.client.post("/v1/receiving-numbers", json=rn_body(), headers=hk)
+    async with env.ctx.sessionmaker() as s:
+        assert await purge_idempotency(s, 3600) == 0
+        assert await purge_idempotency(s, -1) == 1
+    r2 = await env.client.post("/v1/receiving-numbers", json=rn_body(), headers=hk)
+    assert r2.status_code == 201 and r2.json()["id"] != r1.json()["id"]
