@@ -77,6 +77,11 @@ def call_events(call_id: str) -> str:
     return f"call.{token(call_id)}.>"
 
 
+def call_events_of_kind(kind: str) -> str:
+    """One kind of event of every call (e.g. `media_timeout` for the signaling nodes)."""
+    return f"call.*.{token(kind)}"
+
+
 def call_events_all() -> str:
     """Every event of every call: the CALLS stream's subject."""
     return "call.>"

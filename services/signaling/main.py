@@ -1,17 +1,40 @@
-"""The signaling service process."""
+"""The signaling service process: the SIP listeners and the B2BUA."""
 
 from __future__ import annotations
 
+from proto.messages import Heartbeat
+from services.common.bus import Bus
 from services.common.service import Component, run
 
+from .b2bua.b2bua import B2BUA
 from .settings import SignalingSettings
 
 
 class Signaling(Component[SignalingSettings]):
     service = "signaling"
 
+    def __init__(self, bus: Bus, settings: SignalingSettings) -> None:
+        super().__init__(bus, settings)
+        self.b2bua = B2BUA(bus, settings)
+
+    async def start(self) -> None:
+        try:
+            await self.b2bua.start()
+        except OSError as e:
+            raise SystemExit(f"signaling: cannot listen on SIP port: {e.strerror or e}") from None
+
+    async def drain(self) -> None:
+        await self.b2bua.drain()
+
+    async def stop(self) -> None:
+        await self.b2bua.stop()
+
+    def heartbeat(self) -> Heartbeat:
+        hb = super().heartbeat()
+        hb.capacity = self.settings.max_calls
+        hb.load = len(self.b2bua.calls)
+        return hb
+
 
 def main() -> None:
     run("signaling", SignalingSettings(), lambda bus, s: Signaling(bus, s))
-
-

@@ -65,11 +65,11 @@ class Backends:
     async def select_region(self, preferred: str | None, exclude: list[str]) -> RegionSelection:
         try:
             return await self.bus.request(subjects.registry_select(),
-                                          RegionSelect(preferred=preferred, exclude=exclude),
+                                          RegionSelect(preferred=preferred, exclude=exclude, need=["media"]),
                                           RegionSelection, timeout=self.timeout)
         except BusError as e:
             # Without the registry we can still try our own region's media workers.
-            log.warning("registry.select failed (%s); trying the preferred region", e)
+            log.warning("region selection failed (%s); trying the preferred region", e)
             return RegionSelection(ok=bool(preferred), region=preferred, preferred=preferred,
                                    reason="registry unavailable")
 

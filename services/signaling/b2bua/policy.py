@@ -54,7 +54,8 @@ def classify(status: int, *, rang: bool = False) -> Result:
 
 
 # Results after which the next target (or region) is tried.
-MOVE_ON = {Result.UNREACHABLE, Result.SERVER_ERROR, Result.NO_ANSWER, Result.REJECTED, Result.AUTH_FAILED}
+MOVE_ON = {Result.UNREACHABLE, Result.SERVER_ERROR, Result.NO_ANSWER, Result.REJECTED, Result.AUTH_FAILED,
+           Result.MEDIA_FAILED}
 
 
 def should_move_on(attempt: Attempt) -> bool:

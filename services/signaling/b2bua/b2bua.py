@@ -1,0 +1,208 @@
+"""The B2BUA: listens for carriers' INVITEs, runs one Call each, routes in-dialog requests
+to their call, and publishes every SIP message in and out as a call event."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from proto import subjects
+from proto.messages import CallEvent
+from services.common.bus import Bus
+from services.common.events import CallEventPublisher
+
+from ..endpoint import IncomingRequest, SipEndpoint, redact
+from ..sip.message import Request, Response
+from ..sip.transaction import Timers
+from ..transport import Addr, ServerTlsConfig
+from .backends import Backends
+from .call import Call
+
+if TYPE_CHECKING:
+    from ..settings import SignalingSettings
+
+log = logging.getLogger("switchboard.signaling")
+
+RETRY_AFTER = "30"
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        tokens, last = self.tokens.get(key, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self.tokens[key] = (tokens, now)
+            return False
+        self.tokens[key] = (tokens - 1, now)
+        if len(self.tokens) > 10000:  # forget idle sources
+            self.tokens = {k: v for k, v in self.tokens.items() if now - v[1] < 60}
+        return True
+
+
+class B2BUA:
+    def __init__(self, bus: Bus, settings: SignalingSettings) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.backends = Backends(bus, timeout=settings.bus_timeout, local_mode=settings.local_mode)
+        self.events = CallEventPublisher(bus, "signaling", settings.region, settings.node_id)
+        self.endpoint = SipEndpoint(
+            on_request=self.on_request,
+            on_message_in=self._message_in,
+            on_message_out=self._message_out,
+            timers=Timers(t1=settings.t1),
+            public_host=settings.public_address,
+        )
+        self.calls: dict[str, Call] = {}  # our call id -> call
+        self._by_sip_call_id: dict[str, tuple[Call | str, str]] = {}  # SIP Call-ID -> (call or call id, leg)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self.stats: Counter[str] = Counter()
+        self.rate = TokenBucket(settings.invite_rate, settings.invite_burst)
+        self.listening: list[Addr] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def count(self, what: str) -> None:
+        self.stats[what] += 1
+
+    async def start(self) -> None:
+        s = self.settings
+        for transport in ("udp", "tcp"):
+            self.listening.append(await self.endpoint.listen(transport, s.sip_host, s.sip_port))
+        if s.sip_tls_port and s.tls_cert and s.tls_key:
+            tls = ServerTlsConfig(cert_file=s.tls_cert, key_file=s.tls_key)
+            self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
+        await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
+        log.info("SIP on %s", ", ".join(f"{a.transport}:{a.host}:{a.port}" for a in self.listening))
+
+    async def drain(self) -> None:
+        self.draining = True
+        await self._idle.wait()
+
+    async def stop(self) -> None:
+        for call in list(self.calls.values()):
+            await call.hang_up("node shutting down", by="switchboard", cause=503)
+        for t in list(self._tasks):
+            t.cancel()
+        await self.endpoint.close()
+
+    # -- call ids
+
+    def bind_sip_call_id(self, sip_call_id: str, call: Call) -> None:
+        leg = "a" if sip_call_id == call.a.sip_call_id else "b"
+        self._by_sip_call_id[sip_call_id] = (call, leg)
+
+    def forget(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        if not self.calls:
+            self._idle.set()
+        self._by_sip_call_id.pop(call.a.sip_call_id, None)
+        self._by_sip_call_id.pop(call.b.sip_call_id, None)
+        self.events.forget(call.id)
+
+    def _call_id_for(self, msg: Request | Response, incoming: bool) -> str | None:
+        try:
+            sip_call_id = msg.call_id
+        except Exception:
+            return None
+        entry = self._by_sip_call_id.get(sip_call_id)
+        if entry is not None:
+            owner = entry[0]
+            return owner.id if isinstance(owner, Call) else owner
+        if incoming and isinstance(msg, Request) and msg.method == "INVITE" and msg.to.tag is None:
+            # A new call: its id is made here so that its first INVITE is in its timeline.
+            call_id = uuid.uuid4().hex
+            self._by_sip_call_id[sip_call_id] = (call_id, "a")
+            return call_id
+        return None
+
+    # -- SIP messages as events
+
+    def _message_in(self, msg: Request | Response, source: Addr) -> None:
+        self._publish_sip(msg, source, incoming=True)
+
+    def _message_out(self, msg: Request | Response, dest: Addr) -> None:
+        self._publish_sip(msg, dest, incoming=False)
+
+    def _publish_sip(self, msg: Request | Response, peer: Addr, *, incoming: bool) -> None:
+        call_id = self._call_id_for(msg, incoming)
+        if call_id is None:
+            return
+        local = self.endpoint.local_addr(peer.transport)
+        here = f"{local.host}:{local.port}" if local else "0.0.0.0:0"
+        there = f"{peer.host}:{peer.port}"
+        if isinstance(msg, Request):
+            first = f"{msg.method} {msg.uri} SIP/2.0"
+            self.count(f"sip_{'in' if incoming else 'out'}_{msg.method}")
+        else:
+            first = f"SIP/2.0 {msg.status} {msg.reason}"
+            self.count(f"sip_{'in' if incoming else 'out'}_{msg.status}")
+        text = bytes(redact(msg)).decode("utf-8", "replace")
+        kind = "sip_in" if incoming else "sip_out"
+        self._spawn(self.events.emit(call_id, kind, transport=peer.transport, first_line=first,
+                                     src=there if incoming else here, dst=here if incoming else there,
+                                     message=text))
+
+    def _spawn(self, coro: object) -> None:
+        t = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- requests
+
+    async def on_request(self, incoming: IncomingRequest) -> None:
+        req = incoming.request
+        entry = self._by_sip_call_id.get(req.call_id)
+        owner = entry[0] if entry else None
+        if isinstance(owner, Call) and (req.to.tag is not None or req.method == "ACK"):
+            await owner.on_request(incoming, entry[1] if entry else "a")
+            return
+        if req.method == "INVITE" and req.to.tag is None:
+            await self._new_call(incoming)
+            return
+        if req.method == "OPTIONS":
+            incoming.respond(200, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"),
+                                           ("Accept", "application/sdp")])
+            return
+        if req.method == "ACK":
+            return
+        if req.to.tag is not None:
+            incoming.respond(481)  # §12.2.2: no such call here
+            return
+        incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO")])
+
+    async def _new_call(self, incoming: IncomingRequest) -> None:
+        source = incoming.source.host
+        refusal: tuple[int, str] | None = None
+        if self.draining:
+            refusal = (503, "Node draining")
+        elif len(self.calls) >= self.settings.max_calls:
+            refusal = (503, "Too many calls on this node")
+        elif not self.rate.allow(source, time.monotonic()):
+            refusal = (503, "Rate limit")
+        call_id = self._call_id_for(incoming.request, True) or uuid.uuid4().hex
+        if refusal is not None:
+            self.count("refused_" + refusal[1].split()[0].lower())
+            incoming.respond(refusal[0], refusal[1], headers=[("Retry-After", RETRY_AFTER)])
+            await self.events.emit(call_id, "failed", sip_status=refusal[0], reason=refusal[1], result="failed")
+            self._by_sip_call_id.pop(incoming.request.call_id, None)
+            self.events.forget(call_id)
+            return
+        call = Call(self, call_id, incoming)
+        self.calls[call_id] = call
+        self._idle.clear()
+        self.bind_sip_call_id(incoming.request.call_id, call)
+        await call.run()
+
+    async def _media_timeout(self, ev: CallEvent) -> None:
+        call = self.calls.get(ev.call_id)
+        if call is not None:
+            await call.on_media_timeout()
