@@ -70,6 +70,23 @@ class Unavailable(ConfigError):
     title = "A service this request needs is unavailable"
 
 
+class BadGateway(ConfigError):
+    status = 502
+    type = "bad-gateway"
+    title = "The registry answered an error"
+
+
+class RegistryRejected(ConfigError):
+    """The registry refused a forwarded request with a 4xx: passed through as is."""
+
+    type = "registry"
+    title = "Registry rejected the request"
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
 def field_error(field: str, message: str) -> dict[str, str]:
     """One field-level error: a dotted path (`sip_targets[0].uri`), its JSON pointer, why."""
     pointer = "#/" + field.replace("[", ".").replace("]", "").replace(".", "/") if field else "#"

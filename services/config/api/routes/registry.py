@@ -10,19 +10,13 @@ from fastapi.responses import JSONResponse
 
 from services.common.errors import BadReply, BusTimeout, NoResponders, RemoteError
 
-from ...errors import ConfigError, Unavailable
+from ...errors import BadGateway, RegistryRejected, Unavailable
 from ..deps import AdminDep, CtxDep, PrincipalDep
 from ..schemas import TrunkCreate
 
 log = logging.getLogger("switchboard.config.api")
 
 router = APIRouter(tags=["registry"])
-
-
-class BadGateway(ConfigError):
-    status = 502
-    type = "bad-gateway"
-    title = "The registry answered an error"
 
 
 async def forward(ctx: CtxDep, verb: str, params: dict[str, Any]) -> Response:
@@ -32,7 +26,7 @@ async def forward(ctx: CtxDep, verb: str, params: dict[str, Any]) -> Response:
         raise Unavailable(f"the registry is not reachable: {e}", headers={"Retry-After": "2"}) from None
     except RemoteError as e:
         if 400 <= e.code < 500:
-            raise _Passthrough(e.code, e.error) from None
+            raise RegistryRejected(e.code, e.error) from None
         raise BadGateway(f"the registry failed: {e.error}") from None
     except BadReply as e:
         raise BadGateway(str(e)) from None
@@ -43,14 +37,6 @@ async def forward(ctx: CtxDep, verb: str, params: dict[str, Any]) -> Response:
         return Response(status_code=204)
     return JSONResponse(reply.data, status_code=status,
                         media_type=reply.content_type if "json" in (reply.content_type or "") else None)
-
-
-class _Passthrough(ConfigError):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = "Registry rejected the request"
-        self.type = "registry"
 
 
 @router.get("/v1/regions", responses={503: {"description": "registry unreachable"}})
