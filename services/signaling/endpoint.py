@@ -476,8 +476,7 @@ class SipEndpoint:
         via.transport = dest.transport.upper()
         via.host = host
         via.port = int(port)
-        if not via.is_rfc3261_branch:
-            via.params["branch"] = new_branch()
+        via.params["branch"] = new_branch()  # each attempt is a new transaction (RFC 3263 §4.3)
         via.params.pop("received", None)
         via.params["rport"] = None
         request.set_top_via(via)
@@ -686,15 +685,14 @@ class SipEndpoint:
             self._answer_500(incoming)
             return
         if inspect.isawaitable(result):
+            task = self._spawn(result)
 
-            async def run() -> None:
-                try:
-                    await result
-                except Exception:
-                    log.exception("on_request failed for %s", incoming)
+            def done(t: asyncio.Task[Any]) -> None:
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("on_request failed for %s", incoming, exc_info=t.exception())
                     self._answer_500(incoming)
 
-            self._spawn(run())
+            task.add_done_callback(done)
 
     def _answer_500(self, incoming: IncomingRequest) -> None:
         tx = incoming.transaction

@@ -83,7 +83,9 @@ async def test_sipp_uac_against_our_uas(transport: str, tmp_path: Path) -> None:
 async def test_our_uac_against_sipp_uas(transport: str, tmp_path: Path) -> None:
     port = free_port(transport)
     sipp = asyncio.ensure_future(
-        run_sipp(["-sn", "uas", "-t", SIPP_TRANSPORT[transport], "-i", "127.0.0.1", "-p", str(port)], tmp_path)
+        run_sipp(
+            ["-sn", "uas", "-t", SIPP_TRANSPORT[transport], "-i", "127.0.0.1", "-p", str(port)], tmp_path
+        )
     )
     for _ in range(200):
         if listening(transport, port) or sipp.done():
