@@ -327,6 +327,7 @@ class SippPeer:
         rtp_echo: bool = False,
         media_port: int | None = None,
         recv_timeout_ms: int | None = None,
+        auth: tuple[str, str] | None = None,
         timeout: float = 30.0,
         name: str | None = None,
         extra_args: Sequence[str] = (),
@@ -347,10 +348,9 @@ class SippPeer:
         self.rate = rate
         self.call_length_ms = call_length_ms
         self.rtp_echo = rtp_echo
-        self.media_port = (
-            media_port if media_port is not None else (free_sip_port(even=True) if rtp_echo else None)
-        )
+        self.media_port = media_port if media_port is not None else free_sip_port(even=True)
         self.recv_timeout_ms = recv_timeout_ms
+        self.auth = auth
         self.timeout = timeout
         self.extra_args = list(extra_args)
         self.proc: asyncio.subprocess.Process | None = None
@@ -402,6 +402,8 @@ class SippPeer:
             args += ["-mp", str(self.media_port)]
         if self.recv_timeout_ms is not None:
             args += ["-recv_timeout", str(self.recv_timeout_ms)]
+        if self.auth is not None:  # what [authentication] (no arguments) in a scenario uses
+            args += ["-au", self.auth[0], "-ap", self.auth[1]]
         for key, value in self.variables.items():
             args += ["-set", key, str(value)]
         args += ["-trace_stat", "-stf", str(self._path("stat.csv")), "-fd", "1"]

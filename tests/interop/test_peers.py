@@ -87,6 +87,32 @@ async def test_sipp_scenarios_pair_up(sipp, carrier, client, client_vars, expect
 
 
 @needs_sipp
+@pytest.mark.parametrize("password", ["s3cret", "wrong"])
+async def test_sipp_challenging_client_checks_digest(sipp, password: str) -> None:
+    """client_auth_answer challenges with 401 and verifies the digest (verifyauth)."""
+    client = await sipp(
+        "client_auth_answer", variables={"user": "alice", "pass": "s3cret"}, rtp_echo=True, timeout=10
+    ).start()
+    uac = sipp(
+        "uac_digest",
+        remote=client.address,
+        service="100",
+        auth=("alice", password),
+        call_length_ms=200,
+        timeout=10,
+    )
+    result, server = await uac.run(), await client.wait()
+    if password == "s3cret":
+        result.assert_ok()
+        server.assert_ok()
+        assert server.sent("401") == 1 and server.received("BYE") == 1
+    else:
+        result.assert_failed()  # the 403 is unexpected for uac_digest
+        server.assert_failed()
+        assert server.sent("403") == 1
+
+
+@needs_sipp
 async def test_sipp_failure_is_reported_with_logs(sipp) -> None:
     """A carrier call to a busy client fails; the result says so and shows the error log."""
     server = await sipp("client_busy", timeout=5).start()
