@@ -36,6 +36,7 @@ import asyncio
 import inspect
 import logging
 import re
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -325,7 +326,7 @@ class SipEndpoint:
         self.stats: Counter[str] = Counter()
         self._clients: dict[ClientTransaction, ClientRequest] = {}
         self._servers: dict[ServerTransaction, IncomingRequest] = {}
-        self._ack_dest: dict[object, Addr] = {}  # DialogId -> where its ACKs go
+        self._ack_dest: weakref.WeakKeyDictionary[Dialog, Addr] = weakref.WeakKeyDictionary()
         self._chains: dict[Addr, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
@@ -492,7 +493,7 @@ class SipEndpoint:
     ) -> None:
         """Send an ACK for a 2xx outside any transaction (§17.1.1.3)."""
         if dest is None and dialog is not None:
-            dest = self._ack_dest.get(dialog.id)
+            dest = self._ack_dest.get(dialog)
         if dest is None:
             found = await self.locator(next_hop(ack))
             if not found:
@@ -500,7 +501,7 @@ class SipEndpoint:
                 return
             dest = found[0]
         if dialog is not None:
-            self._ack_dest[dialog.id] = dest
+            self._ack_dest[dialog] = dest  # its ACK retransmissions go the same way
         self._stamp_via(ack, dest)
         self._enqueue(ack, dest, None, tls, server_name)
 
