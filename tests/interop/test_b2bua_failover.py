@@ -1,0 +1,168 @@
+"""Failover and failure statuses, with SIPp as the carrier and as the SIP clients.
+
+Which final status the carrier got is read from the SIP messages Switchboard published
+(`sip_out` events), which is also what an operator reads in `switchboard calls show`."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .stack import Stack, running_stack, udp_free_port
+from .test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed (.ci/run installs sip-tester)"),
+    pytest.mark.timeout(90),
+]
+
+
+async def sip_client(tmp: Path, name: str, scenario: str, *extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    port = udp_free_port()
+    proc = await sipp(tmp, name, "-sf", str(SCENARIOS / scenario), "-p", str(port), "-mp", str(udp_free_port()),
+                      "-m", "1", *extra)
+    return proc, f"sip:100@127.0.0.1:{port}"
+
+
+async def carrier(stack: Stack, tmp: Path, scenario: str, *extra: str) -> asyncio.subprocess.Process:
+    return await sipp(tmp, "carrier", "-sf", str(SCENARIOS / scenario), "-set", "caller", "15550001111",
+                      "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
+                      "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", *extra,
+                      f"127.0.0.1:{stack.sip_port}")
+
+
+def final_to_carrier(stack: Stack) -> int:
+    """The status of the final response Switchboard sent the carrier for its INVITE."""
+    received = next(e for e in stack.events if e.kind == "received")
+    statuses = [int(e.payload["first_line"].split()[1]) for e in stack.events
+                if e.call_id == received.call_id and e.kind == "sip_out"
+                and e.payload["first_line"].startswith("SIP/2.0") and "INVITE" in e.payload["message"].split("CSeq:")[1][:20]]
+    finals = [s for s in statuses if s >= 200]
+    assert finals, statuses
+    return finals[-1]
+
+
+def dialed(stack: Stack) -> list[str]:
+    return [e.payload["target"] for e in stack.events if e.kind == "dialing"]
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await proc.wait()
+
+
+def targets(*uris: str, **extra: Any) -> list[dict[str, Any]]:
+    return [{"uri": u, "priority": i + 1, **extra} for i, u in enumerate(uris)]
+
+
+async def test_first_target_503_second_answers(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        down, down_uri = await sip_client(tmp_path, "down", "client_unavailable.xml", "-set", "retry_after", "60")
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml", "-rtp_echo")
+        await stack.provision(NUMBER, targets(down_uri, up_uri), ring_timeout=10)
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(down, tmp_path, "down") == 0
+        assert await finish(up, tmp_path, "up") == 0
+        assert dialed(stack) == [down_uri, up_uri]
+        assert (await stack.wait_event("answered")).payload["target"] == up_uri
+        failed = await stack.wait_event("attempt_failed")
+        assert failed.payload["sip_status"] == 503
+
+
+async def test_busy_is_an_answer_no_failover(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        busy, busy_uri = await sip_client(tmp_path, "busy", "client_busy.xml")
+        spare, spare_uri = await sip_client(tmp_path, "spare", "client_answer.xml")
+        await stack.provision(NUMBER, targets(busy_uri, spare_uri), ring_timeout=10)
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(busy, tmp_path, "busy") == 0
+        failed = await stack.wait_event("failed")
+        assert failed.payload["sip_status"] == 486 and failed.payload["result"] == "busy"
+        assert final_to_carrier(stack) == 486
+        assert dialed(stack) == [busy_uri]  # the second target never rang
+        await stop(spare)
+
+
+async def test_silent_target_then_second_rings(tmp_path: Path) -> None:
+    """The first target does not answer at all: after the ring timeout, the next one."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent_uri = f"sip:100@127.0.0.1:{silent.getsockname()[1]}"
+    async with running_stack(tmp_path) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(silent_uri, up_uri), ring_timeout=5)
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(up, tmp_path, "up") == 0
+        assert dialed(stack) == [silent_uri, up_uri]
+        assert (await stack.wait_event("ring_timeout")).payload["target"] == silent_uri
+        assert (await stack.wait_event("answered")).payload["target"] == up_uri
+    silent.close()
+
+
+async def test_ring_timeout_cancels_and_carrier_gets_480(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        ringing, uri = await sip_client(tmp_path, "ringing", "client_no_answer.xml")
+        await stack.provision(NUMBER, targets(uri), ring_timeout=5)
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        # The client's scenario only succeeds when our CANCEL arrived.
+        assert await finish(ringing, tmp_path, "ringing") == 0
+        assert final_to_carrier(stack) == 480
+        failed = await stack.wait_event("failed")
+        assert failed.payload["result"] == "no-answer"
+
+
+async def test_carrier_cancel_cancels_the_client_leg(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        ringing, uri = await sip_client(tmp_path, "ringing", "client_no_answer.xml")
+        await stack.provision(NUMBER, targets(uri), ring_timeout=20)
+        c = await carrier(stack, tmp_path, "carrier_cancel.xml", "-d", "500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(ringing, tmp_path, "ringing") == 0
+        ended = await stack.wait_event("ended")
+        assert ended.payload["result"] == "canceled"
+        assert not stack.kinds("answered")
+
+
+async def test_unknown_number_gets_404(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert final_to_carrier(stack) == 404
+        assert (await stack.wait_event("failed")).payload["sip_status"] == 404
+        assert not stack.kinds("media_allocated")  # nothing was reserved for it
+
+
+async def test_stranger_gets_403(tmp_path: Path) -> None:
+    """Outside local mode, only carrier trunks may send calls: loopback is a stranger."""
+    async with running_stack(tmp_path, local_mode=False) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri))
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert final_to_carrier(stack) == 403
+        assert not dialed(stack)
+        await stop(up)
+
+
+async def test_region_failover_when_virginia_media_is_down(tmp_path: Path) -> None:
+    """us1's media workers stopped: the call is set up with us2's (Virginia -> Oregon)."""
+    async with running_stack(tmp_path, media_regions=("us1", "us2")) as stack:
+        await stack.stop_service("media_us1")
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri), region="us1")
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(up, tmp_path, "up") == 0
+        allocated = await stack.wait_event("media_allocated")
+        assert allocated.payload["region"] == "us2"
