@@ -166,3 +166,36 @@ async def test_region_failover_when_virginia_media_is_down(tmp_path: Path) -> No
         assert await finish(up, tmp_path, "up") == 0
         allocated = await stack.wait_event("media_allocated")
         assert allocated.payload["region"] == "us2"
+
+
+async def test_delayed_offer_carrier(tmp_path: Path) -> None:
+    """An INVITE without SDP: we offer in the 200 OK, the carrier answers in its ACK."""
+    async with running_stack(tmp_path) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri))
+        c = await carrier(stack, tmp_path, "carrier_delayed_offer.xml", "-d", "500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(up, tmp_path, "up") == 0
+        ended = await stack.wait_event("ended")
+        assert ended.payload["result"] == "completed"
+        ok = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("SIP/2.0 200")
+              and "INVITE" in e.payload["message"] and "m=audio" in e.payload["message"]]
+        assert ok, "our 200 OK to the carrier carried no offer"
+        assert not [e for e in stack.events if e.kind == "failed"]
+
+
+async def test_offer_without_pcmu_gets_488(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri))
+        scenario = (SCENARIOS / "carrier_rejected.xml").read_text()
+        g729 = scenario.replace("RTP/AVP 0 101", "RTP/AVP 18 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000")
+        assert g729 != scenario
+        (tmp_path / "carrier_g729.xml").write_text(g729)
+        c = await sipp(tmp_path, "carrier", "-sf", str(tmp_path / "carrier_g729.xml"), "-set", "caller", "15550001111",
+                       "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
+                       "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", f"127.0.0.1:{stack.sip_port}")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert final_to_carrier(stack) == 488
+        assert not dialed(stack)
+        await stop(up)
