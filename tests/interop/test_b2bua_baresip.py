@@ -55,7 +55,7 @@ async def test_tls_srtp_client_two_way_audio_and_dtmf(tmp_path: Path, baresip, t
     async with running_stack(tmp_path) as stack:
         await stack.provision(NUMBER, [{"uri": f"sips:bob@127.0.0.1:{bob.tls_port}",
                                         "tls": {"verify": True, "ca_pem": Path(tls_files.ca_file).read_text()}}],
-                              ring_timeout=15)
+                              ring_timeout=15, send_digits="w12")
         media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         media.bind(("127.0.0.1", 0))
         media.setblocking(False)
@@ -88,6 +88,8 @@ async def test_tls_srtp_client_two_way_audio_and_dtmf(tmp_path: Path, baresip, t
                 if pkt[1] & 0x7F == 0:
                     heard += pkt[12:]
         media.close()
+        # The receiving number's send-digits were played to the client after the answer.
+        assert await bob.wait_for_dtmf(2) == "12"
         dtmf = await stack.wait_event("dtmf", digit="5")
         assert dtmf.payload["leg"] == "b"
         assert await finish(carrier, tmp_path, "carrier") == 0
