@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import StorageType, StreamConfig
 from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proto import subjects
 from proto.messages import ErrorReply
@@ -38,6 +39,20 @@ ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 Handler = Callable[[M], Awaitable[BaseModel | None]]
+
+
+class CallsStreamSettings(BaseSettings):
+    """Limits of the CALLS stream, from SWITCHBOARD_CALLS_STREAM_* environment variables
+    (every process that creates the stream applies the same ones)."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_CALLS_STREAM_", extra="ignore")
+
+    max_age: float = 7 * 24 * 3600.0
+    """Seconds an event is kept."""
+    max_bytes: int = 1 << 30
+    """Bytes the stream keeps at most (the oldest events go first)."""
+    replicas: int = 1
+    """JetStream replicas (1 for one server, 3 in a cluster)."""
 
 
 def encode(msg: BaseModel) -> bytes:
@@ -196,9 +211,15 @@ class Bus:
             log.debug("could not answer error on %s", m.subject)
 
     async def ensure_calls_stream(
-        self, *, max_age: float = 7 * 24 * 3600, max_bytes: int = 1 << 30, replicas: int = 1
+        self, *, max_age: float | None = None, max_bytes: int | None = None, replicas: int | None = None
     ) -> None:
-        """Create (or update) the CALLS stream that keeps every call event."""
+        """Create (or update) the CALLS stream that keeps every call event. Limits not
+        given come from `CallsStreamSettings` (the environment)."""
+        if max_age is None or max_bytes is None or replicas is None:
+            env = CallsStreamSettings()
+            max_age = env.max_age if max_age is None else max_age
+            max_bytes = env.max_bytes if max_bytes is None else max_bytes
+            replicas = env.replicas if replicas is None else replicas
         js = self.nc.jetstream()
         cfg = StreamConfig(
             name=subjects.CALLS_STREAM,

@@ -21,9 +21,11 @@ from .api.app import create_app
 from .api.common import purge_idempotency
 from .api.context import AppContext
 from .db.engine import make_engine, migrate, sessionmaker
+from .records import CallRecorder
 from .resolver import Resolver
 from .secrets import SecretBox, reseal
 from .settings import ConfigSettings
+from .webhooks import WebhookDispatcher
 
 log = logging.getLogger("switchboard.config")
 
@@ -46,6 +48,8 @@ class Config(Component[ConfigSettings]):
         self._serving: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self.ctx: AppContext | None = None
+        self.recorder: CallRecorder | None = None
+        self.dispatcher: WebhookDispatcher | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -61,6 +65,7 @@ class Config(Component[ConfigSettings]):
         self.ctx.local_listeners.append(self.resolver.on_change)
         self.ctx.ready_checks["resolver"] = lambda: bool(self.resolver and self.resolver.loaded)
         await self.resolver.start()
+        await self._start_calls(sm, secrets)
         self._housekeeping = asyncio.create_task(self._purge_loop(sm))
         config = uvicorn.Config(create_app(self.ctx), host=s.http_host, port=s.http_port, lifespan="off",
                                 log_config=None, access_log=False, server_header=False)
@@ -79,6 +84,23 @@ class Config(Component[ConfigSettings]):
                 raise RuntimeError(f"HTTP server on {s.http_host}:{s.http_port} did not start")
             await asyncio.sleep(0.02)
         log.info("HTTP API on http://%s:%d/v1", s.http_host, self.http_port)
+
+    async def _start_calls(self, sm: Any, secrets: SecretBox) -> None:
+        """The call-record consumer and the webhook delivery worker."""
+        s = self.settings
+        assert self.ctx is not None
+        if s.webhooks:
+            self.dispatcher = WebhookDispatcher(
+                sm, secrets, node=s.node_id, timeout=s.webhook_timeout, backoff_base=s.webhook_backoff_base,
+                backoff_cap=s.webhook_backoff_cap, retry_window=s.webhook_retry_window,
+                poll_interval=s.webhook_poll_interval, per_endpoint=s.webhook_concurrency)
+            self.ctx.on_webhooks_queued = self.dispatcher.wake
+            await self.dispatcher.start()
+        if s.call_records:
+            await self.bus.ensure_calls_stream()
+            self.recorder = CallRecorder(self.bus, sm, durable=s.call_records_durable, ack_wait=s.call_records_ack_wait,
+                                         on_commit=self.dispatcher.wake if self.dispatcher else None)
+            await self.recorder.start()
 
     async def _purge_loop(self, sm: Any) -> None:
         while True:
@@ -107,6 +129,10 @@ class Config(Component[ConfigSettings]):
         await self.drain()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         if self.resolver is not None:
             await self.resolver.stop()
         await self.engine.dispose()

@@ -37,3 +37,25 @@ class ConfigSettings(CommonSettings):
     """Seconds between full reloads of the resolver's view (a safety net for lost events)."""
     idempotency_ttl: float = 24 * 3600.0
     migrate_on_start: bool = True
+
+    # --- call records and status webhooks
+    call_records: bool = True
+    """Run the call-record consumer (and the webhook queueing it does) in this instance."""
+    call_records_durable: str = Field(default="config-call-records", pattern=r"^[A-Za-z0-9_\-]+$")
+    """Durable consumer name, shared by every config instance (each event handled once)."""
+    call_records_ack_wait: float = 30.0
+    """Seconds before an unacknowledged event is delivered again (to this or another instance)."""
+    call_events_timeout: float = 0.5
+    """Seconds GET /v1/calls/{id}/events waits for the stream to answer."""
+    webhooks: bool = True
+    """Run the webhook delivery worker in this instance."""
+    webhook_timeout: float = 10.0
+    """Seconds an endpoint has to answer one delivery."""
+    webhook_backoff_base: float = 10.0
+    """Seconds before the first retry; doubled each time (10 s, 20 s, 40 s...)."""
+    webhook_backoff_cap: float = 3600.0
+    webhook_retry_window: float = 24 * 3600.0
+    """A delivery is retried until this many seconds after it was queued, then marked failed."""
+    webhook_poll_interval: float = 1.0
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+    """Calls delivered at once to one endpoint (each call's events stay in order)."""

@@ -34,6 +34,8 @@ class AppContext:
     local_listeners: list[Callable[[ConfigChanged], Awaitable[None]]] = field(default_factory=list)
     """Told of every write of this process directly (e.g. its own resolver), in addition to the bus."""
     ready_checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    on_webhooks_queued: Callable[[], None] | None = None
+    """Wakes this instance's webhook delivery worker after the API queued a delivery."""
 
     async def changed(self, entity: str, id: str, account_id: str | None, op: Op) -> None:
         """Announce a committed write. Never raises: the write is done; a lost event is

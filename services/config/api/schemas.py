@@ -273,3 +273,180 @@ class TrunkCreate(Input):
 class Health(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- call records ----------------------------------------------------------------------
+
+
+def _utc(v: Any) -> Any:
+    # SQLite gives datetimes back without their zone; they were stored in UTC.
+    if isinstance(v, datetime) and v.tzinfo is None:
+        from datetime import UTC
+
+        return v.replace(tzinfo=UTC)
+    return v
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+CallResult = Literal["completed", "busy", "no-answer", "failed", "canceled"]
+
+
+class CallAttempt(BaseModel):
+    target: str
+    ts: float | None = None
+    result: str | None = None
+    status: int | None = None
+    reason: str | None = None
+
+
+class CallMedia(BaseModel):
+    mos: float | None = None
+    packets_lost: int | None = None
+    jitter_ms: float | None = None
+    srtp_failures: int | None = None
+    a: dict[str, Any] | None = Field(None, description="Carrier leg counters (packets, bytes, lost, jitter_ms...).")
+    b: dict[str, Any] | None = Field(None, description="SIP client leg counters.")
+
+
+class CallDigit(BaseModel):
+    digit: str
+    leg: str | None = None
+    duration_ms: int | None = None
+    ts: float | None = None
+
+
+class CallPublic(Output):
+    id: str
+    account_id: str | None
+    tracking_number: str | None
+    receiving_number_id: str | None
+    caller: str | None
+    caller_name: str | None
+    region: str | None
+    node: str | None
+    status: Literal["in-progress", "ended"]
+    result: CallResult | None = Field(description="Null while the call is in progress.")
+    sip_status: int | None = Field(description="The final SIP status (200 for an answered call).")
+    reason: str | None
+    ended_by: str | None
+    duration: float | None = Field(description="Seconds from answer to end (0 if never answered).")
+    pdd_ms: int | None = Field(description="Post-dial delay: from dialing to answer, in ms.")
+    started_at: UtcDatetime
+    ringing_at: UtcDatetime | None
+    answered_at: UtcDatetime | None
+    ended_at: UtcDatetime | None
+    secure_media: bool | None
+    targets: list[CallAttempt]
+    media: CallMedia | None
+    dtmf_digits: str
+    dtmf: list[CallDigit]
+    missing_events: dict[str, list[int]] = Field(
+        default_factory=dict, description="Per emitting node, event sequence numbers not (yet) seen.")
+
+    @classmethod
+    def of(cls, rec: Any, gaps: dict[str, list[int]]) -> CallPublic:
+        m = rec.media or None
+        media = None
+        if m is not None:
+            media = CallMedia(mos=rec.mos, packets_lost=rec.packets_lost, jitter_ms=rec.jitter_ms,
+                              srtp_failures=rec.srtp_failures, a=m.get("a"), b=m.get("b"))
+        return cls(
+            id=rec.id, account_id=rec.account_id, tracking_number=rec.tracking_number,
+            receiving_number_id=rec.receiving_number_id, caller=rec.caller, caller_name=rec.caller_name,
+            region=rec.region, node=rec.node, status="ended" if rec.result else "in-progress", result=rec.result,
+            sip_status=rec.sip_status, reason=rec.reason, ended_by=rec.ended_by, duration=rec.duration,
+            pdd_ms=rec.pdd_ms, started_at=rec.started_at, ringing_at=rec.ringing_at, answered_at=rec.answered_at,
+            ended_at=rec.ended_at, secure_media=rec.secure_media,
+            targets=[CallAttempt.model_validate(t) for t in rec.targets or []], media=media,
+            dtmf_digits="".join(str(d.get("digit", "")) for d in rec.dtmf or []),
+            dtmf=[CallDigit.model_validate(d) for d in rec.dtmf or []], missing_events=gaps)
+
+
+class CallEventPublic(BaseModel):
+    seq: int
+    kind: str
+    ts: float
+    service: str
+    node: str
+    region: str = ""
+    payload: dict[str, Any]
+
+
+class CallEventList(BaseModel):
+    items: list[CallEventPublic]
+
+
+# --- webhooks ----------------------------------------------------------------------------
+
+
+WebhookEvent = Literal["initiated", "ringing", "answered", "completed", "dtmf"]
+WebhookSecret = Annotated[str, StringConstraints(min_length=16, max_length=200), AfterValidator(_no_control),
+                          AfterValidator(_single_line)]
+
+
+def _http_url(v: str) -> str:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(v)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if u.username or u.password:
+        raise ValueError("must not carry credentials; use the signing secret")
+    return v
+
+
+WebhookUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048), AfterValidator(_no_control),
+                       AfterValidator(_single_line), AfterValidator(_http_url)]
+
+
+def _unique_events(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError("subscribe to at least one event")
+    return sorted(set(v), key=["initiated", "ringing", "answered", "completed", "dtmf"].index)
+
+
+class WebhookBase(BaseModel):
+    url: WebhookUrl = Field(description="Where events are POSTed (http or https).")
+    events: Annotated[list[WebhookEvent], AfterValidator(_unique_events)] = Field(
+        default_factory=lambda: ["initiated", "ringing", "answered", "completed"],
+        description="Statuses to send: initiated, ringing, answered, completed, dtmf.")
+    description: OptName = ""
+    enabled: bool = True
+
+
+class WebhookCreate(WebhookBase, Input):
+    account_id: Id | None = Field(None, description="Admin only: the account it belongs to.")
+    secret: WebhookSecret = Field(description="Signs every delivery (X-Switchboard-Signature); write-only.")
+
+
+class WebhookPublic(WebhookBase, Output):
+    id: str
+    account_id: str
+    has_secret: bool = True
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class WebhookDeliveryPublic(Output):
+    id: str
+    webhook_id: str
+    call_id: str
+    event: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: UtcDatetime | None
+    created_at: UtcDatetime
+    delivered_at: UtcDatetime | None
+    redelivery_of: str | None
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, d: Any) -> WebhookDeliveryPublic:
+        import json
+
+        return cls(id=d.id, webhook_id=d.webhook_id, call_id=d.call_id, event=d.event, status=d.status,
+                   attempts=d.attempts, last_status_code=d.last_status_code, last_error=d.last_error,
+                   next_attempt_at=d.next_attempt_at if d.status == "pending" else None, created_at=d.created_at,
+                   delivered_at=d.delivered_at, redelivery_of=d.redelivery_of, payload=json.loads(d.body))

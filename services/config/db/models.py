@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -145,3 +148,103 @@ class IdempotencyRecord(Base):
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CallRecord(Base):
+    """One row per call, built from the CALLS stream by the call-record consumer
+    (`services/config/records.py`). Keyed by the call id; every event applies once: the
+    (node, seq) pairs already applied are kept in `applied`."""
+
+    __tablename__ = "call_records"
+    __table_args__ = (Index("ix_call_records_account_started", "account_id", "started_at"),
+                      Index("ix_call_records_tracking_started", "tracking_number", "started_at"),
+                      Index("ix_call_records_started", "started_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """The call id of the events (`call.<id>.*`)."""
+    account_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    """None until routing names the account; stays None for calls refused before routing
+    (visible to the admin only). No foreign key: records outlive a deleted account."""
+    tracking_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    receiving_number_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    caller: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    caller_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sip_call_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    region: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ringing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Seconds from answer to end; 0 for a call never answered; None while in progress."""
+    pdd_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    result: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """completed, busy, no-answer, failed, canceled; None while in progress."""
+    final_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    sip_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    secure_media: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    targets: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Targets tried, in order: {target, ts, result, status, reason}."""
+    media: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    mos: Mapped[float | None] = mapped_column(Float, nullable=True)
+    packets_lost: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    jitter_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    srtp_failures: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dtmf: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """[{digit, leg, duration_ms, ts, key}] in time order."""
+    applied: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """node -> sorted list of the event seqs applied (idempotency and gap detection)."""
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Webhook(Timestamps, Base):
+    """A status-callback endpoint of an account."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("wh"))
+    account_id: Mapped[str] = mapped_column(String(40), ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret_sealed: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+
+
+class WebhookDelivery(Base):
+    """One event to send to one endpoint, and how sending it went (the delivery log).
+    Pending rows are the queue: a restart loses nothing."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("webhook_id", "call_id", "event_key", name="uq_delivery_event"),
+                      Index("ix_deliveries_due", "status", "next_attempt_at"),
+                      Index("ix_deliveries_call", "webhook_id", "call_id", "order_ts"))
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("whd"))
+    webhook_id: Mapped[str] = mapped_column(String(40), ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    call_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(16))
+    event_key: Mapped[str] = mapped_column(String(160))
+    """Unique per (endpoint, call): the event name, `dtmf:<node>:<seq>`, or a redelivery's."""
+    order_ts: Mapped[float] = mapped_column(Float)
+    """Deliveries of one call to one endpoint go out in this order, each after the one before."""
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, succeeded, failed (gave up after the retry window)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """A worker sending this row holds it until then (several config instances)."""
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    redelivery_of: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

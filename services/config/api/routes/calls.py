@@ -1,0 +1,113 @@
+"""Call records (built by the call-record consumer) and a call's event timeline (from the
+CALLS stream). An account sees its own calls; calls refused before routing have no
+account and are visible to the admin only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query
+from sqlalchemy import and_, or_, select
+
+from proto import subjects
+from services.common.callstream import read_call_events
+
+from ...db.models import CallRecord
+from ...errors import InvalidInput, NotFound, Unavailable
+from ...records import gaps
+from ...validation import normalize_e164
+from ..deps import CtxDep, Cursor, Limit, PrincipalDep, SessionDep
+from ..schemas import CallEventList, CallEventPublic, CallPublic, CallResult, Page
+
+router = APIRouter(tags=["calls"])
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _cursor(rec: CallRecord) -> str:
+    raw = f"{_utc(rec.started_at).isoformat()}|{rec.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, call_id = raw.split("|", 1)
+        when = _utc(datetime.fromisoformat(ts))
+        subjects.token(call_id)
+        return when, call_id
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput.field("cursor", "not a cursor this API returned") from None
+
+
+async def get_record(session: SessionDep, principal: PrincipalDep, call_id: str) -> CallRecord:
+    rec = await session.get(CallRecord, call_id) if 0 < len(call_id) <= 64 else None
+    # Unknown, another account's, or not routed to any account: the same 404.
+    if rec is None or not (principal.is_admin or (rec.account_id is not None and rec.account_id == principal.account_id)):
+        raise NotFound(f"no call {call_id}")
+    return rec
+
+
+@router.get("/v1/calls", response_model=Page[CallPublic])
+async def list_calls(session: SessionDep, principal: PrincipalDep, limit: Limit = 50, cursor: Cursor = None,
+                     number: str | None = Query(None, max_length=40, description="Tracking number (E.164)."),
+                     from_: datetime | None = Query(None, alias="from", description="Started at or after (ISO 8601)."),
+                     to: datetime | None = Query(None, description="Started before (ISO 8601)."),
+                     result: CallResult | None = Query(None),
+                     account_id: str | None = Query(None, max_length=40, description="Admin only.")):
+    """Calls, newest first."""
+    stmt = select(CallRecord)
+    if not principal.is_admin:
+        stmt = stmt.where(CallRecord.account_id == principal.account_id)
+    elif account_id:
+        stmt = stmt.where(CallRecord.account_id == account_id)
+    if number:
+        try:
+            stmt = stmt.where(CallRecord.tracking_number == normalize_e164(number))
+        except ValueError as e:
+            raise InvalidInput.field("number", str(e)) from None
+    if from_ is not None:
+        stmt = stmt.where(CallRecord.started_at >= _utc(from_))
+    if to is not None:
+        stmt = stmt.where(CallRecord.started_at < _utc(to))
+    if result is not None:
+        stmt = stmt.where(CallRecord.result == result)
+    if cursor:
+        when, last = _decode(cursor)
+        stmt = stmt.where(or_(CallRecord.started_at < when, and_(CallRecord.started_at == when, CallRecord.id < last)))
+    rows = list((await session.execute(
+        stmt.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).limit(limit + 1))).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[CallPublic](items=[CallPublic.of(r, gaps(r.applied or {})) for r in rows],
+                            next_cursor=_cursor(rows[-1]) if more and rows else None)
+
+
+@router.get("/v1/calls/{call_id}", response_model=CallPublic)
+async def get_call(call_id: str, session: SessionDep, principal: PrincipalDep):
+    rec = await get_record(session, principal, call_id)
+    return CallPublic.of(rec, gaps(rec.applied or {}))
+
+
+@router.get("/v1/calls/{call_id}/events", response_model=CallEventList)
+async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep):
+    """The call's timeline from the event stream, in order: SIP messages (`sip_in`,
+    `sip_out`, credentials redacted) and every step of the call."""
+    try:
+        subjects.token(call_id)
+    except subjects.SubjectError:
+        raise NotFound(f"no call {call_id}") from None
+    await get_record(session, principal, call_id)
+    if ctx.bus is None or not ctx.bus.connected:
+        raise Unavailable("the event stream is not reachable; try again", headers={"Retry-After": "1"})
+    try:
+        events = await read_call_events(ctx.bus, call_id, wait=ctx.settings.call_events_timeout)
+    except Exception as e:
+        raise Unavailable(f"the event stream did not answer: {type(e).__name__}",
+                          headers={"Retry-After": "1"}) from None
+    return CallEventList(items=[CallEventPublic(seq=e.seq, kind=e.kind, ts=e.ts, service=e.service, node=e.node,
+                                                region=e.region, payload=e.payload) for e in events])

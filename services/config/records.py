@@ -1,0 +1,372 @@
+"""Call records: one row per call, built from the CALLS stream.
+
+`apply_event` folds one CallEvent into a CallRecord (pure: no I/O). Events may come twice
+(JetStream redelivers what was not acknowledged) or out of order between nodes (signaling
+and media number their events independently), so:
+
+- each event applies once: the record keeps, per emitting node, the seqs it has applied;
+  a (node, seq) seen before is skipped. The same per-node lists tell a gap (seq 1..max
+  not all there).
+- each effect is order-independent: times are set by their own kind, the start is the
+  earliest event, `ended` wins over `failed`, DTMF digits and attempts are kept in time
+  order rather than arrival order.
+
+`CallRecorder` is the durable JetStream consumer (pull, explicit ack, one durable name shared
+by every config instance so each event is handled by one of them): it groups a fetched
+batch by call, applies each call's events in one transaction (retrying on a concurrent
+writer), queues the status webhooks the new state implies in the same transaction, and
+acknowledges only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from proto import subjects
+from proto.messages import CallEvent
+from services.common.bus import Bus
+
+from .db.models import CallRecord
+from .webhooks import enqueue_for_record
+
+log = logging.getLogger("switchboard.config.records")
+
+RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
+
+CALL_RECORDS = Counter("switchboard_call_records_total", "Calls recorded as ended, by result", ["result"])
+CALL_EVENTS = Counter("switchboard_call_events_consumed_total",
+                      "Call events taken from the CALLS stream by the record consumer, by outcome", ["outcome"])
+
+
+def to_dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive (they were stored in UTC)."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def new_record(call_id: str, ts: float) -> CallRecord:
+    return CallRecord(id=call_id, started_at=to_dt(ts), targets=[], dtmf=[], applied={}, event_count=0)
+
+
+def _earliest(current: datetime | None, ts: float) -> datetime:
+    new = to_dt(ts)
+    cur = aware(current)
+    return new if cur is None or new < cur else cur
+
+
+def _str(v: Any, limit: int) -> str | None:
+    return None if v is None else str(v)[:limit]
+
+
+def gaps(applied: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Per node, the seqs missing between 1 and the highest seen."""
+    out: dict[str, list[int]] = {}
+    for node, seqs in applied.items():
+        have = set(seqs)
+        missing = [s for s in range(1, max(have, default=0) + 1) if s not in have]
+        if missing:
+            out[node] = missing[:50]
+    return out
+
+
+def _media_summary(rec: CallRecord, media: dict[str, Any]) -> None:
+    legs = [media.get(k) or {} for k in ("a", "b")]
+    rec.media = media
+    rec.mos = media.get("mos")
+    rec.packets_lost = sum(int(leg.get("lost") or 0) for leg in legs)
+    rec.jitter_ms = max((float(leg.get("jitter_ms") or 0.0) for leg in legs), default=0.0)
+    rec.srtp_failures = sum(int(leg.get("srtp_failures") or 0) for leg in legs)
+
+
+def apply_event(rec: CallRecord, ev: CallEvent) -> bool:
+    """Fold `ev` into `rec`. False when this (node, seq) was applied before (no change)."""
+    node_key = f"{ev.service}:{ev.node}"
+    applied: dict[str, list[int]] = dict(rec.applied or {})
+    seqs = list(applied.get(node_key, []))
+    if ev.seq and ev.seq in seqs:
+        return False
+    if ev.seq:
+        seqs.append(ev.seq)
+        seqs.sort()
+        applied[node_key] = seqs
+        rec.applied = applied  # a new object, so the JSON column is seen as changed
+    rec.event_count = (rec.event_count or 0) + 1
+    rec.started_at = _earliest(rec.started_at, ev.ts)
+    p = ev.payload
+    k = ev.kind
+    if ev.service == "signaling" and ev.node and (rec.node is None or k == "received"):
+        rec.node = ev.node[:64]
+    if k == "received":
+        rec.tracking_number = _str(p.get("tracking_number"), 40) or rec.tracking_number
+        rec.caller = _str(p.get("caller"), 200)
+        rec.caller_name = _str(p.get("caller_name"), 200)
+        rec.sip_call_id = _str(p.get("sip_call_id"), 255)
+        rec.region = rec.region or (ev.region[:16] if ev.region else None)
+    elif k == "resolved":
+        if p.get("account_id"):
+            rec.account_id = str(p["account_id"])[:40]
+        rec.receiving_number_id = _str(p.get("receiving_number_id"), 40)
+        if p.get("region") or ev.region:
+            rec.region = str(p.get("region") or ev.region)[:16]
+        if p.get("secure_media") is not None:
+            rec.secure_media = bool(p.get("secure_media"))
+    elif k == "media_allocated":
+        if p.get("region"):
+            rec.region = str(p["region"])[:16]
+        if p.get("secure") is not None:
+            rec.secure_media = bool(p["secure"])
+    elif k == "dialing":
+        _attempt(rec, str(p.get("target") or ""), ev.ts, dial=True)
+    elif k in ("attempt_failed", "ring_timeout", "auth_failed"):
+        result = p.get("result") or {"ring_timeout": "no-answer", "auth_failed": "auth-failed"}.get(k, "failed")
+        _attempt(rec, str(p.get("target") or ""), ev.ts, result=str(result),
+                 status=p.get("sip_status", p.get("status")), reason=p.get("reason"))
+    elif k == "ringing":
+        if rec.ringing_at is None or to_dt(ev.ts) < aware(rec.ringing_at):  # type: ignore[operator]
+            rec.ringing_at = to_dt(ev.ts)
+    elif k == "answered":
+        rec.answered_at = to_dt(ev.ts)
+        if p.get("pdd_ms") is not None:
+            rec.pdd_ms = int(p["pdd_ms"])
+        _attempt(rec, str(p.get("target") or ""), ev.ts, result="answered", status=200)
+    elif k == "dtmf":
+        key = f"{node_key}:{ev.seq}"
+        entries = [d for d in (rec.dtmf or []) if d.get("key") != key]
+        entries.append({"digit": str(p.get("digit", ""))[:1], "leg": p.get("leg"),
+                        "duration_ms": p.get("duration_ms"), "ts": ev.ts, "key": key})
+        entries.sort(key=lambda d: (d["ts"], d["key"]))
+        rec.dtmf = entries
+    elif k == "media_stats":
+        if not rec.media:
+            _media_summary(rec, {key: p.get(key) for key in ("a", "b", "mos", "duration", "worker_id")})
+    elif k == "failed":
+        if rec.final_kind != "ended":
+            _final(rec, ev, p, "failed")
+            for a in p.get("attempts") or []:
+                if isinstance(a, dict) and a.get("target"):
+                    _attempt(rec, str(a["target"]), None, result=a.get("result"), status=a.get("status"),
+                             reason=a.get("reason"))
+    elif k == "ended":
+        _final(rec, ev, p, "ended")
+        if isinstance(p.get("media"), dict):
+            _media_summary(rec, p["media"])
+    return True
+
+
+def _final(rec: CallRecord, ev: CallEvent, p: dict[str, Any], kind: str) -> None:
+    rec.final_kind = kind
+    rec.ended_at = to_dt(ev.ts)
+    result = str(p.get("result") or ("completed" if kind == "ended" and rec.answered_at else "failed"))
+    rec.result = result if result in RESULTS else "failed"
+    rec.reason = _str(p.get("reason"), 255)
+    if kind == "ended":
+        rec.ended_by = _str(p.get("by"), 32)
+        rec.sip_status = 200 if rec.result == "completed" else (487 if rec.result == "canceled" else rec.sip_status)
+    elif p.get("sip_status") is not None:
+        rec.sip_status = int(p["sip_status"])
+    if p.get("duration") is not None and rec.result == "completed":
+        rec.duration = float(p["duration"])
+    elif rec.answered_at is not None and rec.result == "completed":
+        rec.duration = round((to_dt(ev.ts) - aware(rec.answered_at)).total_seconds(), 3)  # type: ignore[operator]
+    else:
+        rec.duration = 0.0
+
+
+def _attempt(rec: CallRecord, target: str, ts: float | None, *, dial: bool = False, result: Any = None,
+             status: Any = None, reason: Any = None) -> None:
+    """One entry per attempt, in dialing order; later news about a target fills in its
+    latest open attempt (or its latest one)."""
+    if not target:
+        return
+    items = [dict(t) for t in (rec.targets or [])]
+    mine = [t for t in items if t["target"] == target[:512]]
+    entry = None
+    if not dial:
+        entry = next((t for t in reversed(mine) if t.get("result") is None), mine[-1] if mine else None)
+    if entry is None:
+        entry = {"target": target[:512], "ts": ts, "result": None, "status": None, "reason": None}
+        items.append(entry)
+    if ts is not None and entry.get("ts") is None:
+        entry["ts"] = ts
+    if result is not None and (entry.get("result") is None or ts is not None):
+        entry["result"] = str(result)
+    if status is not None and (entry.get("status") is None or ts is not None):
+        entry["status"] = int(status)
+    if reason is not None and (entry.get("reason") is None or ts is not None):
+        entry["reason"] = str(reason)[:255]
+    items.sort(key=lambda t: (t.get("ts") is None, t.get("ts") or 0.0))
+    rec.targets = items
+
+
+# --- the consumer ----------------------------------------------------------------------
+
+
+async def apply_call_events(session: AsyncSession, call_id: str, events: list[CallEvent]) -> tuple[CallRecord, int]:
+    """Apply events of one call in the session (not committed). Returns the record and how
+    many events changed it."""
+    rec = await session.get(CallRecord, call_id, populate_existing=True)
+    created = rec is None
+    if rec is None:
+        rec = new_record(call_id, min(e.ts for e in events))
+    was_final = rec.result
+    changed = sum(1 for ev in events if apply_event(rec, ev))
+    if created:
+        session.add(rec)
+    if changed:
+        await session.flush()
+        await enqueue_for_record(session, rec)
+        if rec.result and not was_final:
+            session.info.setdefault("ended", []).append(rec.result)
+    return rec, changed
+
+
+class CallRecorder:
+    """The durable consumer that keeps `call_records` (and queues status webhooks)."""
+
+    def __init__(self, bus: Bus, sm: async_sessionmaker, *, durable: str = "config-call-records",  # type: ignore[type-arg]
+                 batch: int = 256, ack_wait: float = 30.0, on_commit: Callable[[], Awaitable[None] | None] | None = None
+                 ) -> None:
+        self.bus = bus
+        self.sm = sm
+        self.durable = durable
+        self.batch = batch
+        self.ack_wait = ack_wait
+        self.on_commit = on_commit
+        """Called after a commit that queued webhooks (wakes the delivery worker)."""
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Any = None
+        self.processed = 0
+        """Events acknowledged by this instance (tests, logs)."""
+        self.before_ack: Callable[[list[Msg]], Awaitable[None]] | None = None
+        """Test hook: runs between the commit and the acks (a crash there must lose nothing)."""
+
+    async def start(self) -> None:
+        js = self.bus.nc.jetstream()
+        self._sub = await js.pull_subscribe(
+            subjects.call_events_all(), durable=self.durable, stream=subjects.CALLS_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                  ack_wait=self.ack_wait, max_ack_pending=20_000, max_deliver=-1),
+        )
+        self._task = asyncio.create_task(self._run(), name="call-records")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+        if self._sub is not None:
+            # Leave the durable consumer in place: the next instance carries on from it.
+            with contextlib.suppress(Exception):
+                await self._sub._sub.unsubscribe()  # noqa: SLF001 (nats-py has no public "detach")
+            self._sub = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                msgs = await self._sub.fetch(self.batch, timeout=1.0)
+            except (nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # NATS away: try again shortly
+                log.warning("call-record fetch failed: %s", e)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await self.handle(msgs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call-record batch failed")
+                await asyncio.sleep(0.5)
+
+    async def handle(self, msgs: list[Msg]) -> None:
+        by_call: dict[str, list[tuple[Msg, CallEvent]]] = defaultdict(list)
+        for m in msgs:
+            try:
+                ev = CallEvent.model_validate_json(m.data)
+            except ValidationError:
+                log.warning("unreadable call event on %s: dropped", m.subject)
+                CALL_EVENTS.labels("unreadable").inc()
+                await _ack(m, term=True)
+                continue
+            by_call[ev.call_id].append((m, ev))
+        queued = False
+        for call_id, items in by_call.items():
+            try:
+                q = await self._apply(call_id, [ev for _, ev in items])
+            except Exception as e:
+                log.warning("call record %s not updated (%s): will retry", call_id, e, extra={"call_id": call_id})
+                CALL_EVENTS.labels("retry").inc(len(items))
+                for m, _ in items:
+                    await _nak(m, delay=2.0)
+                continue
+            queued = queued or q
+            if self.before_ack is not None:
+                await self.before_ack([m for m, _ in items])
+            for m, _ in items:
+                await _ack(m)
+            self.processed += len(items)
+        if queued and self.on_commit is not None:
+            r = self.on_commit()
+            if r is not None:
+                await r
+
+    async def _apply(self, call_id: str, events: list[CallEvent], attempts: int = 5) -> bool:
+        events.sort(key=lambda e: (e.ts, e.seq))
+        for attempt in range(attempts):
+            async with self.sm() as session:
+                try:
+                    _rec, changed = await apply_call_events(session, call_id, events)
+                    ended = list(session.info.get("ended", []))
+                    queued = bool(session.info.get("deliveries"))
+                    await session.commit()
+                except (IntegrityError, StaleDataError):
+                    # Another instance wrote this call meanwhile: read it again and re-apply.
+                    await session.rollback()
+                    if attempt == attempts - 1:
+                        raise
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                    continue
+            CALL_EVENTS.labels("applied").inc(changed)
+            CALL_EVENTS.labels("duplicate").inc(len(events) - changed)
+            for result in ended:
+                CALL_RECORDS.labels(result).inc()
+            return queued
+        return False
+
+
+async def _ack(m: Msg, term: bool = False) -> None:
+    try:
+        await (m.term() if term else m.ack())
+    except Exception as e:  # redelivered later and skipped as a duplicate
+        log.debug("ack failed: %s", e)
+
+
+async def _nak(m: Msg, delay: float) -> None:
+    try:
+        await m.nak(delay=delay)
+    except Exception as e:
+        log.debug("nak failed: %s", e)
