@@ -199,3 +199,19 @@ async def test_offer_without_pcmu_gets_488(tmp_path: Path) -> None:
         assert final_to_carrier(stack) == 488
         assert not dialed(stack)
         await stop(up)
+
+
+async def test_client_holds_resumes_and_hangs_up(tmp_path: Path) -> None:
+    """Mid-call: the client's re-INVITEs (hold with a=sendonly, then resume) are answered
+    with the matching direction; its BYE ends the carrier's leg too."""
+    async with running_stack(tmp_path) as stack:
+        pbx, uri = await sip_client(tmp_path, "pbx", "client_hold_then_hangup.xml")
+        await stack.provision(NUMBER, targets(uri))
+        # The carrier waits far longer than the call lasts: the BYE must come from our side.
+        c = await carrier(stack, tmp_path, "carrier_call_until_bye.xml")
+        assert await finish(pbx, tmp_path, "pbx") == 0
+        assert await finish(c, tmp_path, "carrier") == 0
+        ended = await stack.wait_event("ended")
+        assert ended.payload["by"] == "callee"
+        assert [e.payload["leg"] for e in stack.kinds("hold")] == ["b"]
+        assert [e.payload["leg"] for e in stack.kinds("media_refresh")] == ["b"]
