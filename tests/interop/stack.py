@@ -133,7 +133,7 @@ async def start_service(stack: Stack, name: str, kind: str, **overrides: Any) ->
 @contextlib.asynccontextmanager
 async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = None,
                         media_regions: tuple[str, ...] = ("us1",), ring_t1: float = 0.1,
-                        local_mode: bool = True) -> AsyncIterator[Stack]:
+                        local_mode: bool = True, signaling: dict[str, Any] | None = None) -> AsyncIterator[Stack]:
     nats = NatsServer(store_dir=tmp_path / "nats")
     nats.start()
     bus = await Bus.connect(nats.url, "test-stack")
@@ -155,7 +155,8 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
             await start_service(stack, f"media_{region}", "media", region=region,
                                 port_min=base_port + i * 1000, port_max=base_port + i * 1000 + 998,
                                 no_media_timeout=0)
-        sig: dict[str, Any] = {"sip_port": stack.sip_port, "sip_tls_port": stack.sip_tls_port, "t1": ring_t1}
+        sig: dict[str, Any] = {"sip_port": stack.sip_port, "sip_tls_port": stack.sip_tls_port, "t1": ring_t1,
+                               **(signaling or {})}
         if tls_cert:
             sig.update(tls_cert=tls_cert[0], tls_key=tls_cert[1])
         else:

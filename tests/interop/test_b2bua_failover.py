@@ -39,9 +39,9 @@ async def carrier(stack: Stack, tmp: Path, scenario: str, *extra: str) -> asynci
 
 def final_to_carrier(stack: Stack) -> int:
     """The status of the final response Switchboard sent the carrier for its INVITE."""
-    received = next(e for e in stack.events if e.kind == "received")
+    invite = next(e for e in stack.events if e.kind == "sip_in" and e.payload["first_line"].startswith("INVITE"))
     statuses = [int(e.payload["first_line"].split()[1]) for e in stack.events
-                if e.call_id == received.call_id and e.kind == "sip_out"
+                if e.call_id == invite.call_id and e.kind == "sip_out"
                 and e.payload["first_line"].startswith("SIP/2.0") and "INVITE" in e.payload["message"].split("CSeq:")[1][:20]]
     finals = [s for s in statuses if s >= 200]
     assert finals, statuses
@@ -215,3 +215,27 @@ async def test_client_holds_resumes_and_hangs_up(tmp_path: Path) -> None:
         assert ended.payload["by"] == "callee"
         assert [e.payload["leg"] for e in stack.kinds("hold")] == ["b"]
         assert [e.payload["leg"] for e in stack.kinds("media_refresh")] == ["b"]
+
+
+async def test_early_media_is_relayed_with_our_sdp(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        pbx, uri = await sip_client(tmp_path, "pbx", "client_early_media.xml")
+        await stack.provision(NUMBER, targets(uri))
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(pbx, tmp_path, "pbx") == 0
+        ringing = await stack.wait_event("ringing")
+        assert ringing.payload == {"status": 183, "early_media": True}
+        allocated = await stack.wait_event("media_allocated")
+        early = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("SIP/2.0 183")]
+        # The carrier's 183 carries the worker's A side, never the client's own address.
+        assert early and f"m=audio {allocated.payload['a_port']} RTP/AVP" in early[0].payload["message"]
+
+
+async def test_node_at_its_call_limit_answers_503_with_retry_after(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, signaling={"max_calls": 0}) as stack:
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert final_to_carrier(stack) == 503
+        refusal = next(e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("SIP/2.0 503"))
+        assert "Retry-After:" in refusal.payload["message"]
