@@ -35,7 +35,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from .db.models import CallRecord, Webhook, WebhookDelivery, new_id
+from .db.models import CallRecord, Webhook, WebhookDelivery
 from .secrets import SecretBox
 
 log = logging.getLogger("switchboard.config.webhooks")
@@ -52,8 +52,15 @@ DELIVERY_SECONDS = Histogram("switchboard_webhook_delivery_seconds", "Time an en
 QUEUED = Counter("switchboard_webhook_queued_total", "Webhook deliveries queued, by event", ["event"])
 
 
-def generate_secret() -> str:
-    return "whsec_" + pysecrets.token_urlsafe(32)
+_last_id = [0]
+
+
+def delivery_id() -> str:
+    """Strictly increasing in this process (microseconds), so the delivery log, paged by id,
+    lists a call's deliveries in the order they were queued even within one millisecond."""
+    v = max(time.time_ns() // 1000, _last_id[0] + 1)
+    _last_id[0] = v
+    return f"whd_{v:014x}{pysecrets.token_hex(3)}"
 
 
 def sign(secret: str, body: str | bytes, t: int | None = None) -> str:
@@ -132,10 +139,10 @@ async def enqueue_for_record(session: AsyncSession, rec: CallRecord) -> int:
     n = 0
     for h in hooks:
         wanted = set(h.events or [])
-        for ev, key, order, body in implied:
+        for ev, key, order, body in sorted(implied, key=lambda i: i[2]):
             if ev not in wanted or (h.id, key) in have:
                 continue
-            session.add(WebhookDelivery(webhook_id=h.id, account_id=h.account_id, call_id=rec.id, event=ev,
+            session.add(WebhookDelivery(id=delivery_id(), webhook_id=h.id, account_id=h.account_id, call_id=rec.id, event=ev,
                                         event_key=key, order_ts=order, body=json.dumps(body, separators=(",", ":")),
                                         status="pending", attempts=0, next_attempt_at=datetime.now(UTC)))
             QUEUED.labels(ev).inc()
@@ -310,7 +317,7 @@ class WebhookDispatcher:
 
 async def redeliver(session: AsyncSession, d: WebhookDelivery) -> WebhookDelivery:
     """A new delivery of the same body, sent as soon as possible and not held behind the call's order."""
-    nid = new_id("whd")
+    nid = delivery_id()
     copy = WebhookDelivery(id=nid, webhook_id=d.webhook_id, account_id=d.account_id, call_id=d.call_id,
                            event=d.event, event_key=f"redeliver:{nid}", order_ts=time.time(), body=d.body,
                            status="pending", attempts=0, next_attempt_at=datetime.now(UTC), redelivery_of=d.id)
