@@ -30,7 +30,8 @@ async def sip_client(tmp: Path, name: str, scenario: str, *extra: str) -> tuple[
     return proc, f"sip:100@127.0.0.1:{port}"
 
 
-async def carrier(stack: Stack, tmp: Path, scenario: str, *extra: str) -> asyncio.subprocess.Process:
+async def carrier(stack: Stack, tmp: Path, scenario: str | Path, *extra: str) -> asyncio.subprocess.Process:
+    """The carrier: a scenario of ./scenarios by name, or a scenario file."""
     return await sipp(tmp, "carrier", "-sf", str(SCENARIOS / scenario), "-set", "caller", "15550001111",
                       "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
                       "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", *extra,
@@ -192,9 +193,7 @@ async def test_offer_without_pcmu_gets_488(tmp_path: Path) -> None:
         g729 = scenario.replace("RTP/AVP 0 101", "RTP/AVP 18 101").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000")
         assert g729 != scenario
         (tmp_path / "carrier_g729.xml").write_text(g729)
-        c = await sipp(tmp_path, "carrier", "-sf", str(tmp_path / "carrier_g729.xml"), "-set", "caller", "15550001111",
-                       "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
-                       "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", f"127.0.0.1:{stack.sip_port}")
+        c = await carrier(stack, tmp_path, tmp_path / "carrier_g729.xml")
         assert await finish(c, tmp_path, "carrier") == 0
         assert final_to_carrier(stack) == 488
         assert not dialed(stack)
