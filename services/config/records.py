@@ -279,7 +279,7 @@ class CallRecorder:
         if self._sub is not None:
             # Leave the durable consumer in place: the next instance carries on from it.
             with contextlib.suppress(Exception):
-                await self._sub._sub.unsubscribe()  # noqa: SLF001 (nats-py has no public "detach")
+                await self._sub.unsubscribe()  # the inbox only: the durable consumer stays
             self._sub = None
 
     async def _run(self) -> None:
