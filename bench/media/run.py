@@ -9,13 +9,12 @@ timestamp at the generator, p50/p99), and the worker's CPU per packet as a ratio
 rtpengine's (the headline figure).
 
     .venv/bin/python bench/media/run.py [--calls 100,500,1000] [--seconds 5]
-                                        [--targets worker,udp-fwd,rtpengine] [--no-pin]
+                                        [--targets worker,udp-fwd,rtpengine] [--pin]
 
 The generator (`loadgen.c`) is compiled at run time with the system gcc into a temporary
 directory and linked with libsrtp2; it uses one epoll/timerfd loop and sendmmsg/recvmmsg,
-pre-protects its SRTP packets before the run and costs a fraction of a core. Unless
---no-pin, the relay under test is pinned to CPU 0 and the generator to CPU 1, so "on one
-core" means what it says. Needs `gcc`, `libsrtp2-dev` and, for the rtpengine baseline,
+pre-protects its SRTP packets before the run and costs a fraction of a core. With --pin the relay under test
+is pinned to CPU 0 and the generator to CPU 1 (only sensible on an otherwise idle machine). Needs `gcc`, `libsrtp2-dev` and, for the rtpengine baseline,
 `rtpengine-daemon` (Debian); missing Debian packages are installed with apt-get when
 running as root (see README.md).
 """
@@ -233,8 +232,10 @@ async def bench_worker(ns: list[int], seconds: float, exe: Path, pin_cpu: bool) 
                 results[n] = await asyncio.get_running_loop().run_in_executor(
                     None, lambda gen=gen, calls=calls: gen.run([c[1:] for c in calls], seconds, worker.pid,
                                                                b2a="payload", a2b="srtp"))
-                await asyncio.gather(*(bus.request(subjects.media_worker("bench-worker", "release"),
-                                                   MediaRelease(call_id=c[0]), MediaStats, timeout=5) for c in calls))
+                for chunk in range(0, n, 100):
+                    await asyncio.gather(*(bus.request(subjects.media_worker("bench-worker", "release"),
+                                                       MediaRelease(call_id=c[0]), MediaStats, timeout=30)
+                                           for c in calls[chunk : chunk + 100]))
         finally:
             await bus.close()
             worker.terminate()
@@ -412,11 +413,13 @@ def main() -> None:
     ap.add_argument("--calls", default="100,500,1000")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--targets", default="worker,udp-fwd,rtpengine")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin relay to CPU 0 and generator to CPU 1")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the relay to CPU 0 and the generator to CPU 1 (only on an otherwise idle machine: "
+                         "pinned next to another busy process, the relay is starved)")
     args = ap.parse_args()
     ns = [int(x) for x in args.calls.split(",")]
     targets = args.targets.split(",")
-    pin_cpu = not args.no_pin
+    pin_cpu = args.pin
     need = ["gcc", "libsrtp2-dev"] + (["rtpengine-daemon"] if "rtpengine" in targets else [])
     ensure_debian(need)
     res: dict[str, dict[int, dict]] = {}
@@ -425,8 +428,8 @@ def main() -> None:
         exe = build_generator(Path(tmp))
         print(f"media relay benchmark: {os.cpu_count()} CPUs, {args.seconds:g} s per point after "
               f"{WARMUP_MS / 1000:g} s warm-up, 20 ms ptime both ways, leg A RTP <-> leg B SRTP "
-              f"(AES_CM_128_HMAC_SHA1_80); relay on CPU {RELAY_CPU}, generator (C, sendmmsg/recvmmsg) on "
-              f"CPU {GEN_CPU}{'' if pin_cpu else ' (not pinned)'}", flush=True)
+              f"(AES_CM_128_HMAC_SHA1_80)" + (f"; relay on CPU {RELAY_CPU}, generator (C, sendmmsg/recvmmsg) on "
+              f"CPU {GEN_CPU}" if pin_cpu else "; relay and generator (C, sendmmsg/recvmmsg) not pinned"), flush=True)
         if "worker" in targets:
             try:
                 import uvloop

@@ -27,7 +27,7 @@ from . import packets as pk
 from .dtmf import Digit, DtmfDetector, plan_dtmf
 from .errors import BadRequest, SrtpError
 from .pool import PortPool
-from .srtp import SrtpLeg, generate_key
+from .srtp import PacketBuffer, SrtpLeg, generate_key
 from .stats import StreamStats, mos
 
 log = logging.getLogger("switchboard.media.relay")
@@ -40,6 +40,7 @@ RECV_SIZE = 2048
 _HDR = struct.Struct("!BBHII")
 _unpack_hdr = _HDR.unpack_from
 _pack_hdr = _HDR.pack
+_pack_hdr_into = _HDR.pack_into
 
 EmitFn = Callable[[str, str, dict[str, Any]], None]
 
@@ -187,6 +188,8 @@ class Relay:
         self.default_timeout = default_timeout
         self.calls: dict[str, Call] = {}
         self.loop = asyncio.get_running_loop()
+        self._pb = PacketBuffer(RECV_SIZE)
+        """The packet path's one buffer (callbacks run one at a time, never across an await)."""
         self._errors_logged = 0
         self.idle = asyncio.Event()
         """Set while no call is up (a draining worker waits on it)."""
@@ -298,19 +301,21 @@ class Relay:
     # --- packet path -------------------------------------------------------------------
 
     def _on_rtp_readable(self, call: Call, leg: Leg) -> None:
-        recv = leg.rtp_sock.recvfrom
-        now = self.loop.time()
-        for _ in range(READS_PER_WAKEUP):
-            try:
-                data, addr = recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue  # an ICMP error queued on the socket; read on
-            try:
-                self.on_rtp(call, leg, data, addr, now)
-            except Exception:
-                self._bug(leg)
+        # One datagram per wake-up. The loop's readiness is level-triggered (libuv and
+        # selectors alike), so a socket with more queued is reported again on the next
+        # turn. At 20 ms ptime a socket holds one packet per turn, and reading "until
+        # empty" cost a failing recvfrom (and an exception) for every packet; under
+        # overload each turn still takes one packet from every ready socket, so no socket
+        # starves the others and reading is never put off behind sending.
+        pb = self._pb
+        try:
+            n, addr = leg.rtp_sock.recvfrom_into(pb.buf, RECV_SIZE)
+        except OSError:  # nothing after all, or an ICMP error queued on the socket
+            return
+        try:
+            self._rtp_in(call, leg, pb, n, addr, self.loop.time())
+        except Exception:
+            self._bug(leg)
 
     def _on_rtcp_readable(self, call: Call, leg: Leg) -> None:
         recv = leg.rtcp_sock.recvfrom
@@ -333,19 +338,28 @@ class Relay:
             log.exception("packet handling failed")
 
     def on_rtp(self, call: Call, leg: Leg, data: bytes, addr: tuple[str, int], now: float) -> None:
-        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+        """One RTP packet from `leg`'s peer (what the socket reader does, from bytes)."""
+        pb = self._pb
+        pb.view[: len(data)] = data
+        self._rtp_in(call, leg, pb, len(data), addr, now)
+
+    def _rtp_in(self, call: Call, leg: Leg, pb: PacketBuffer, n: int, addr: tuple[str, int], now: float) -> None:
+        """The packet path, in place in `pb`: unprotect, check the source, filter the
+        payload type, rewrite the header for the other leg's stream, protect, send."""
+        view = pb.view
+        if n < 12 or view[0] & 0xC0 != 0x80:
             leg.dropped += 1
             return
-        if 192 <= data[1] <= 223:  # RTCP on the RTP port (RFC 5761 §4)
-            self.on_rtcp(call, leg, data, addr)
+        if 192 <= view[1] <= 223:  # RTCP on the RTP port (RFC 5761 §4)
+            self.on_rtcp(call, leg, bytes(view[:n]), addr)
             return
         srtp = leg.srtp
         if srtp is not None:
-            try:
-                data = srtp.unprotect(data)
-            except SrtpError:
+            pb.length[0] = n
+            if not srtp.unprotect_in(pb):
                 leg.srtp_failures += 1  # forged, replayed or no key yet: never relayed
                 return
+            n = pb.length[0]
         if addr != leg.latched:
             if not may_latch(secure=srtp is not None, authenticated=True, source=addr,
                              signalled_host=leg.remote_host):
@@ -354,9 +368,9 @@ class Relay:
             leg.latched = addr
             leg._refresh_dest()
         leg.packets_in += 1
-        leg.bytes_in += len(data)
+        leg.bytes_in += n
         leg.last_rx = now
-        b0, b1, seq, ts, ssrc = _unpack_hdr(data)
+        b0, b1, seq, ts, ssrc = _unpack_hdr(view)
         pt = b1 & 0x7F
         peer = leg.peer
         if pt == PCMU:
@@ -366,9 +380,9 @@ class Relay:
             leg.stream.update(ssrc, seq, ts, int(now * CLOCK), audio=False)
             hlen = 12 + 4 * (b0 & 0x0F)
             if b0 & 0x10:  # skip a header extension (RFC 3550 §5.3.1)
-                hlen += 4 + 4 * int.from_bytes(data[hlen + 2 : hlen + 4], "big")
+                hlen += 4 + 4 * int.from_bytes(view[hlen + 2 : hlen + 4], "big")
             try:
-                ev = pk.TelephoneEvent.parse(data[hlen:])
+                ev = pk.TelephoneEvent.parse(bytes(view[hlen:n]))
             except pk.PacketError:
                 leg.dropped += 1
                 return
@@ -404,20 +418,22 @@ class Relay:
         if pt == PCMU:
             peer.clock_ts = ots
             peer.clock_time = now
-        out = _pack_hdr(b0, marker | out_pt, oseq, ots, peer.out_ssrc) + data[12:]
-        if peer.srtp is not None:
-            try:
-                out = peer.srtp.protect(out)
-            except SrtpError:  # a late duplicate of an index already sent
+        # Only the fixed header changes; CSRCs, extension and payload stay where they are.
+        _pack_hdr_into(pb.buf, 0, b0, marker | out_pt, oseq, ots, peer.out_ssrc)
+        psrtp = peer.srtp
+        if psrtp is not None:
+            pb.length[0] = n
+            if not psrtp.protect_in(pb):  # a late duplicate of an index already sent
                 peer.dropped += 1
                 return
+            n = pb.length[0]
         try:
-            peer.rtp_sock.sendto(out, dest)
+            peer.rtp_sock.sendto(view[:n], dest)
         except OSError:  # socket buffer full or unreachable: a lost packet, not an error
             peer.dropped += 1
             return
         peer.packets_out += 1
-        peer.bytes_out += len(out)
+        peer.bytes_out += n
 
     def on_rtcp(self, call: Call, leg: Leg, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < 8 or data[0] & 0xC0 != 0x80:
