@@ -25,7 +25,7 @@ from .records import CallRecorder
 from .resolver import Resolver
 from .secrets import SecretBox, reseal
 from .settings import ConfigSettings
-from .webhooks import WebhookDispatcher
+from .webhooks import WebhookDispatcher, purge_deliveries
 
 log = logging.getLogger("switchboard.config")
 
@@ -107,6 +107,8 @@ class Config(Component[ConfigSettings]):
             try:
                 async with sm() as session:
                     await purge_idempotency(session, self.settings.idempotency_ttl)
+                async with sm() as session:
+                    await purge_deliveries(session, self.settings.webhook_log_retention)
             except Exception as e:  # the database may be away for a while; try next time
                 log.debug("idempotency purge failed: %s", e)
             await asyncio.sleep(3600)

@@ -163,10 +163,10 @@ def apply_event(rec: CallRecord, ev: CallEvent) -> bool:
     elif k == "failed":
         if rec.final_kind != "ended":
             _final(rec, ev, p, "failed")
-            for a in p.get("attempts") or []:
+            for i, a in enumerate(p.get("attempts") or []):
                 if isinstance(a, dict) and a.get("target"):
                     _attempt(rec, str(a["target"]), None, result=a.get("result"), status=a.get("status"),
-                             reason=a.get("reason"))
+                             reason=a.get("reason"), index=i)
     elif k == "ended":
         _final(rec, ev, p, "ended")
         if isinstance(p.get("media"), dict):
@@ -194,29 +194,50 @@ def _final(rec: CallRecord, ev: CallEvent, p: dict[str, Any], kind: str) -> None
 
 
 def _attempt(rec: CallRecord, target: str, ts: float | None, *, dial: bool = False, result: Any = None,
-             status: Any = None, reason: Any = None) -> None:
-    """One entry per attempt, in dialing order; later news about a target fills in its
-    latest open attempt (or its latest one)."""
+             status: Any = None, reason: Any = None, index: int = 0) -> None:
+    """Keep what was said about a target (a dial, an outcome, or a line of the final
+    summary) as it came; `attempts()` pairs them up whatever order they arrived in."""
     if not target:
         return
-    items = [dict(t) for t in (rec.targets or [])]
-    mine = [t for t in items if t["target"] == target[:512]]
-    entry = None
-    if not dial:
-        entry = next((t for t in reversed(mine) if t.get("result") is None), mine[-1] if mine else None)
-    if entry is None:
-        entry = {"target": target[:512], "ts": ts, "result": None, "status": None, "reason": None}
-        items.append(entry)
-    if ts is not None and entry.get("ts") is None:
-        entry["ts"] = ts
-    if result is not None and (entry.get("result") is None or ts is not None):
-        entry["result"] = str(result)
-    if status is not None and (entry.get("status") is None or ts is not None):
-        entry["status"] = int(status)
-    if reason is not None and (entry.get("reason") is None or ts is not None):
-        entry["reason"] = str(reason)[:255]
-    items.sort(key=lambda t: (t.get("ts") is None, t.get("ts") or 0.0))
+    entry = {"k": "dial" if dial else ("outcome" if ts is not None else "summary"), "target": target[:512],
+             "ts": ts, "result": None if result is None else str(result),
+             "status": None if status is None else int(status),
+             "reason": None if reason is None else str(reason)[:255], "i": index}
+    items = [*(rec.targets or []), entry]
+    items.sort(key=lambda t: (t.get("k", ""), t.get("ts") is None, t.get("ts") or 0.0, t.get("i", 0),
+                              t.get("target", ""), str(t.get("result"))))
     rec.targets = items
+
+
+def attempts(rec: CallRecord) -> list[dict[str, Any]]:
+    """The targets tried, in dialing order: {target, ts, result, status, reason}."""
+    raw = rec.targets or []
+    dials = sorted((t for t in raw if t.get("k") == "dial"), key=lambda t: t.get("ts") or 0.0)
+    out = [{"target": d["target"], "ts": d["ts"], "result": None, "status": None, "reason": None} for d in dials]
+    for o in sorted((t for t in raw if t.get("k") == "outcome"), key=lambda t: t.get("ts") or 0.0):
+        mine = [a for a in out if a["target"] == o["target"] and (a["ts"] is None or a["ts"] <= o["ts"])]
+        if mine:
+            a = mine[-1]
+        else:
+            a = {"target": o["target"], "ts": o["ts"], "result": None, "status": None, "reason": None}
+            out.append(a)
+        for f in ("result", "status", "reason"):
+            if o.get(f) is not None:
+                a[f] = o[f]
+    for sm in sorted((t for t in raw if t.get("k") == "summary"), key=lambda t: t.get("i", 0)):
+        open_ = [a for a in out if a["target"] == sm["target"] and a["result"] is None]
+        if open_:
+            a = open_[0]
+        elif any(a["target"] == sm["target"] for a in out):
+            continue  # already known from its own events
+        else:
+            a = {"target": sm["target"], "ts": None, "result": None, "status": None, "reason": None}
+            out.append(a)
+        for f in ("result", "status", "reason"):
+            if sm.get(f) is not None and a[f] is None:
+                a[f] = sm[f]
+    out.sort(key=lambda a: (a["ts"] is None, a["ts"] or 0.0))
+    return out
 
 
 # --- the consumer ----------------------------------------------------------------------
@@ -230,7 +251,14 @@ async def apply_call_events(session: AsyncSession, call_id: str, events: list[Ca
     if rec is None:
         rec = new_record(call_id, min(e.ts for e in events))
     was_final = rec.result
-    changed = sum(1 for ev in events if apply_event(rec, ev))
+    changed = 0
+    for ev in events:
+        try:
+            changed += apply_event(rec, ev)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            # A malformed payload must not hold the call's other events back forever.
+            log.warning("call %s: event %s seq %d not applied: %s", call_id, ev.kind, ev.seq, e,
+                        extra={"call_id": call_id})
     if created:
         session.add(rec)
     if changed:

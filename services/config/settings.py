@@ -59,3 +59,5 @@ class ConfigSettings(CommonSettings):
     webhook_poll_interval: float = 1.0
     webhook_concurrency: int = Field(default=4, ge=1, le=64)
     """Calls delivered at once to one endpoint (each call's events stay in order)."""
+    webhook_log_retention: float = 30 * 24 * 3600.0
+    """Seconds a finished delivery stays in the log (GET /v1/webhooks/{id}/deliveries)."""

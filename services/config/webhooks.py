@@ -315,6 +315,17 @@ class WebhookDispatcher:
             await session.commit()
 
 
+async def purge_deliveries(session: AsyncSession, keep: float) -> int:
+    """Forget finished deliveries older than `keep` seconds (the log is not kept forever)."""
+    from sqlalchemy import delete
+
+    cutoff = datetime.now(UTC) - timedelta(seconds=keep)
+    res = await session.execute(delete(WebhookDelivery).where(
+        WebhookDelivery.status != "pending", WebhookDelivery.created_at < cutoff))
+    await session.commit()
+    return res.rowcount or 0  # type: ignore[attr-defined,no-any-return]
+
+
 async def redeliver(session: AsyncSession, d: WebhookDelivery) -> WebhookDelivery:
     """A new delivery of the same body, sent as soon as possible and not held behind the call's order."""
     nid = delivery_id()

@@ -344,7 +344,7 @@ class CallPublic(Output):
         default_factory=dict, description="Per emitting node, event sequence numbers not (yet) seen.")
 
     @classmethod
-    def of(cls, rec: Any, gaps: dict[str, list[int]]) -> CallPublic:
+    def of(cls, rec: Any, gaps: dict[str, list[int]], tried: list[dict[str, Any]]) -> CallPublic:
         m = rec.media or None
         media = None
         if m is not None:
@@ -357,7 +357,7 @@ class CallPublic(Output):
             sip_status=rec.sip_status, reason=rec.reason, ended_by=rec.ended_by, duration=rec.duration,
             pdd_ms=rec.pdd_ms, started_at=rec.started_at, ringing_at=rec.ringing_at, answered_at=rec.answered_at,
             ended_at=rec.ended_at, secure_media=rec.secure_media,
-            targets=[CallAttempt.model_validate(t) for t in rec.targets or []], media=media,
+            targets=[CallAttempt.model_validate(t) for t in tried], media=media,
             dtmf_digits="".join(str(d.get("digit", "")) for d in rec.dtmf or []),
             dtmf=[CallDigit.model_validate(d) for d in rec.dtmf or []], missing_events=gaps)
 

@@ -187,7 +187,8 @@ class CallRecord(Base):
     ended_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
     secure_media: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     targets: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    """Targets tried, in order: {target, ts, result, status, reason}."""
+    """What the events said about the targets (dials, outcomes, the final summary), as
+    they came; `records.attempts()` makes the list of targets tried from them."""
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     mos: Mapped[float | None] = mapped_column(Float, nullable=True)
     packets_lost: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -16,7 +16,7 @@ from services.common.callstream import read_call_events
 
 from ...db.models import CallRecord
 from ...errors import InvalidInput, NotFound, Unavailable
-from ...records import gaps
+from ...records import attempts, gaps
 from ...validation import normalize_e164
 from ..deps import CtxDep, Cursor, Limit, PrincipalDep, SessionDep
 from ..schemas import CallEventList, CallEventPublic, CallPublic, CallResult, Page
@@ -83,14 +83,14 @@ async def list_calls(session: SessionDep, principal: PrincipalDep, limit: Limit 
         stmt.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).limit(limit + 1))).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page[CallPublic](items=[CallPublic.of(r, gaps(r.applied or {})) for r in rows],
+    return Page[CallPublic](items=[CallPublic.of(r, gaps(r.applied or {}), attempts(r)) for r in rows],
                             next_cursor=_cursor(rows[-1]) if more and rows else None)
 
 
 @router.get("/v1/calls/{call_id}", response_model=CallPublic)
 async def get_call(call_id: str, session: SessionDep, principal: PrincipalDep):
     rec = await get_record(session, principal, call_id)
-    return CallPublic.of(rec, gaps(rec.applied or {}))
+    return CallPublic.of(rec, gaps(rec.applied or {}), attempts(rec))
 
 
 @router.get("/v1/calls/{call_id}/events", response_model=CallEventList)
