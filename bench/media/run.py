@@ -180,7 +180,8 @@ def bench_echo(ns: list[int], seconds: float, exe: Path, pin_cpu: bool) -> dict[
 # --- our worker -------------------------------------------------------------------------
 
 
-async def bench_worker(ns: list[int], seconds: float, exe: Path, pin_cpu: bool) -> dict[int, dict]:
+async def bench_worker(ns: list[int], seconds: float, exe: Path, pin_cpu: bool, tree: Path = REPO) -> dict[int, dict]:
+    """`tree`: the source tree the worker runs from (another checkout for a before/after)."""
     from proto import subjects
     from proto.messages import Ack, MediaAllocate, MediaAllocation, MediaRelease, MediaStats, MediaUpdate
     from services.common.bus import Bus
@@ -195,7 +196,8 @@ async def bench_worker(ns: list[int], seconds: float, exe: Path, pin_cpu: bool) 
                    SWITCHBOARD_NODE_ID="bench-worker", SWITCHBOARD_PORT_MIN="30000", SWITCHBOARD_PORT_MAX="34999",
                    SWITCHBOARD_DATA_DIR=tmp, SWITCHBOARD_LOG_LEVEL="WARNING", SWITCHBOARD_QUARANTINE="0",
                    SWITCHBOARD_NO_MEDIA_TIMEOUT="0", SWITCHBOARD_SOCKET_BUFFER=str(1 << 20))
-        worker = subprocess.Popen([sys.executable, "-m", "services.media"], cwd=REPO, env=env)
+        env["PYTHONPATH"] = str(tree)
+        worker = subprocess.Popen([sys.executable, "-m", "services.media"], cwd=tree, env=env)
         bus = await Bus.connect(nats.url, "bench")
         try:
             for _ in range(100):
@@ -413,6 +415,9 @@ def main() -> None:
     ap.add_argument("--calls", default="100,500,1000")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--targets", default="worker,udp-fwd,rtpengine")
+    ap.add_argument("--before", type=Path, metavar="TREE",
+                    help="also measure the worker from another source tree, e.g. "
+                         "`git archive <rev> services proto | tar -x -C TREE` (row 'before')")
     ap.add_argument("--pin", action="store_true",
                     help="pin the relay to CPU 0 and the generator to CPU 1 (only on an otherwise idle machine: "
                          "pinned next to another busy process, the relay is starved)")
@@ -430,13 +435,15 @@ def main() -> None:
               f"{WARMUP_MS / 1000:g} s warm-up, 20 ms ptime both ways, leg A RTP <-> leg B SRTP "
               f"(AES_CM_128_HMAC_SHA1_80)" + (f"; relay on CPU {RELAY_CPU}, generator (C, sendmmsg/recvmmsg) on "
               f"CPU {GEN_CPU}" if pin_cpu else "; relay and generator (C, sendmmsg/recvmmsg) not pinned"), flush=True)
+        try:
+            from uvloop import run as arun
+        except ImportError:
+            arun = asyncio.run
+        if args.before:
+            targets.insert(0, "before")
+            res["before"] = arun(bench_worker(ns, args.seconds, exe, pin_cpu, args.before.resolve()))
         if "worker" in targets:
-            try:
-                import uvloop
-
-                res["worker"] = uvloop.run(bench_worker(ns, args.seconds, exe, pin_cpu))
-            except ImportError:
-                res["worker"] = asyncio.run(bench_worker(ns, args.seconds, exe, pin_cpu))
+            res["worker"] = arun(bench_worker(ns, args.seconds, exe, pin_cpu))
         if "udp-fwd" in targets:
             res["udp-fwd"] = bench_echo(ns, args.seconds, exe, pin_cpu)
         if "rtpengine" in targets:
@@ -449,11 +456,13 @@ def main() -> None:
         print(f"rtpengine: {rtp_note} (userspace forwarding, --table=-1, --num-threads=1)")
     for n in ns:
         print(f"N={n} calls ({n * 100:,} pkt/s offered)")
-        for name in ("worker", "udp-fwd", "rtpengine"):
+        for name in ("before", "worker", "udp-fwd", "rtpengine"):
             if name in targets:
                 print(line(name, res.get(name, {}).get(n), args.seconds))
-        w, e, r = (res.get(k, {}).get(n) for k in ("worker", "udp-fwd", "rtpengine"))
+        w, e, r, b = (res.get(k, {}).get(n) for k in ("worker", "udp-fwd", "rtpengine", "before"))
         ratios = []
+        if w and b and b["cpu"] > 0:
+            ratios.append(f"worker/before {figures(w, args.seconds)['cpu_per_k'] / figures(b, args.seconds)['cpu_per_k']:.2f}x")
         for other, name in ((r, "rtpengine"), (e, "udp-fwd")):
             if w and other and other["cpu"] > 0:
                 fw, fo = figures(w, args.seconds), figures(other, args.seconds)
