@@ -27,7 +27,8 @@ from services.common.pcap import SipPacket, split_hostport, write_pcap
 from .common import add_nats_arguments, nats_url
 
 # The fields worth a glance in a timeline, per event kind.
-KEY_FIELDS = ("tracking_number", "caller", "status", "sip_status", "reason", "target", "dest", "region",
+KEY_FIELDS = ("tracking_number", "caller", "account_id", "receiving_number_id", "status", "sip_status", "reason",
+              "target", "dest", "region",
               "worker_id", "digit", "leg", "by", "duration", "result")
 
 

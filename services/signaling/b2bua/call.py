@@ -131,7 +131,7 @@ class Call:
                 self.b2bua.forget(self)
 
     async def _run(self) -> None:
-        self.incoming.respond(100)  # §8.2.6.1 / §17.2.1: stop the carrier's retransmissions at once
+        # 100 Trying went out already: the INVITE server transaction sends it at once (§17.2.1).
         inv = self.invite
         caller, caller_name = caller_of(inv)
         source = self.incoming.source
