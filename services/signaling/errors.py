@@ -29,8 +29,10 @@ class CallSetupError(SignalingError):
     """A call cannot proceed; ``status`` is the SIP final response for the carrier and
     ``reason`` what the call record says (RFC 3326 Reason text)."""
 
-    def __init__(self, status: int, reason: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, reason: str, *, retry_after: int | None = None,
+                 extra_headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+        self.extra_headers = extra_headers or []

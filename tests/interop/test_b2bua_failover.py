@@ -238,3 +238,49 @@ async def test_node_at_its_call_limit_answers_503_with_retry_after(tmp_path: Pat
         assert final_to_carrier(stack) == 503
         refusal = next(e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("SIP/2.0 503"))
         assert "Retry-After:" in refusal.payload["message"]
+
+
+async def test_reliable_provisional_is_pracked(tmp_path: Path) -> None:
+    """A client that requires 100rel (RFC 3262) gets our PRACK and then answers."""
+    async with running_stack(tmp_path) as stack:
+        pbx, uri = await sip_client(tmp_path, "pbx", "client_100rel.xml")
+        await stack.provision(NUMBER, targets(uri))
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(pbx, tmp_path, "pbx") == 0
+        prack = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("PRACK")]
+        assert len(prack) == 1 and "RAck: 1 1 INVITE" in prack[0].payload["message"]
+        assert (await stack.wait_event("ended")).payload["result"] == "completed"
+
+
+async def test_session_timer_too_small_gets_422(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri))
+        scenario = (SCENARIOS / "carrier_rejected.xml").read_text()
+        small = scenario.replace("      Max-Forwards: 70\n", "      Max-Forwards: 70\n      Session-Expires: 30\n", 1)
+        assert small != scenario
+        (tmp_path / "carrier_se30.xml").write_text(small.replace('<recv response="403"', '<recv response="422" optional="true" next="ack" />\n  <recv response="403"', 1))
+        c = await carrier(stack, tmp_path, tmp_path / "carrier_se30.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert final_to_carrier(stack) == 422
+        refusal = next(e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("SIP/2.0 422"))
+        assert "Min-SE: 90" in refusal.payload["message"]
+        await stop(up)
+
+
+async def test_session_timer_accepted_with_carrier_refreshing(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri))
+        scenario = (SCENARIOS / "carrier_call.xml").read_text()
+        timed = scenario.replace("      Max-Forwards: 70\n", "      Max-Forwards: 70\n      Supported: timer\n      Session-Expires: 1800\n", 1)
+        (tmp_path / "carrier_se.xml").write_text(timed)
+        c = await carrier(stack, tmp_path, tmp_path / "carrier_se.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(up, tmp_path, "up") == 0
+        # Our 200 OK to the carrier (the only 200 with SDP that we send).
+        ok = next(e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("SIP/2.0 200")
+                  and "m=audio" in e.payload["message"])
+        assert "Session-Expires: 1800;refresher=uac" in ok.payload["message"]
+        assert "Require: timer" in ok.payload["message"]

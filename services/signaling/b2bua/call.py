@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.signaling.call")
 
 SDP = "application/sdp"
+MIN_SE = 90  # RFC 4028 §4: the smallest session interval we accept
 
 
 def _srtp(crypto: Crypto | None) -> SrtpCrypto | None:
@@ -109,6 +110,8 @@ class Call:
         self.end_reason = ""
         self.ended_by = ""
         self.tracking_number: str | None = None
+        self.session_expires: int | None = None
+        self._session_timer: asyncio.TimerHandle | None = None
 
     # -- events
 
@@ -122,7 +125,7 @@ class Call:
             try:
                 await self._run()
             except CallSetupError as e:
-                await self._fail(e.status, e.reason, retry_after=e.retry_after)
+                await self._fail(e.status, e.reason, retry_after=e.retry_after, extra=e.extra_headers)
             except Exception as e:  # a bug must end this call cleanly, not the node
                 log.exception("call failed")
                 await self._fail(500, f"internal error: {type(e).__name__}")
@@ -148,6 +151,7 @@ class Call:
         if number is None:
             raise CallSetupError(404, "No tracking number in the request")
         self.tracking_number = number
+        self._read_session_timer()
         if inv.body:
             try:
                 self.carrier_offer = parse_sdp(inv.body)
@@ -185,6 +189,19 @@ class Call:
         last = self.state.attempts[-1] if self.state.attempts else None
         retry = last.retry_after if last and status == 503 else None
         await self._fail(status, reason, retry_after=retry)
+
+    def _read_session_timer(self) -> None:
+        value = self.invite.headers.get("Session-Expires")  # also its compact form "x"
+        if not value:
+            return
+        try:
+            seconds = int(value.split(";")[0].strip())
+        except ValueError:
+            raise CallSetupError(400, "Bad Session-Expires") from None
+        if seconds < MIN_SE:
+            # §6: an interval below our minimum is refused with 422 and our Min-SE.
+            raise CallSetupError(422, "Session Interval Too Small", extra_headers=[("Min-SE", str(MIN_SE))])
+        self.session_expires = seconds
 
     # -- media
 
@@ -241,7 +258,9 @@ class Call:
         host = self.settings.public_address
         user = caller or "anonymous"
         disp = f'"{caller_name}" ' if caller_name else ""
-        headers: list[tuple[str, str]] = []
+        # RFC 3262: we PRACK reliable provisionals (some PBXs require it, 421 otherwise);
+        # RFC 4028: we take part in session timers.
+        headers: list[tuple[str, str]] = [("Supported", "100rel, timer")]
         if self.settings.p_asserted_identity:
             headers.append(("P-Asserted-Identity", f"<sip:{user}@{host}>"))
         return self.ep.create_request(
@@ -378,6 +397,8 @@ class Call:
     async def _provisional(self, resp: Response) -> None:
         if resp.status == 100:
             return
+        if "100rel" in {v.strip().lower() for v in resp.headers.values("Require")}:
+            await self._prack(resp)
         sdp_media: NegotiatedMedia | None = None
         if resp.body and self.b.local_sdp is not None:
             checked = validate_answer(self.b.local_sdp, resp.body)
@@ -394,6 +415,23 @@ class Call:
             self.incoming.respond(183, body=bytes(self.a_answer), content_type=SDP)
         else:
             self.incoming.respond(180 if resp.status in (180, 183) else resp.status)
+
+    async def _prack(self, resp: Response) -> None:
+        """Acknowledge a reliable provisional response (RFC 3262 §7.2): PRACK in its early
+        dialog with RAck = RSeq, CSeq number and method of the INVITE."""
+        handle = self.b_handle
+        rseq = (resp.headers.get("RSeq") or "").strip()
+        if handle is None or not rseq.isdecimal():
+            return
+        dialog = next((d for d in handle.early_dialogs if d.id.remote_tag == resp.to.tag), None)
+        if dialog is None:
+            return
+        cseq = resp.cseq
+        prack = dialog.create_request("PRACK", headers=[("RAck", f"{rseq} {cseq.seq} {cseq.method}")])
+        try:
+            await self.ep.request(prack, tls=self.b_tls, server_name=self.b_server_name)
+        except Exception as e:  # the INVITE's outcome tells the rest
+            log.info("PRACK not sent: %s", e)
 
     async def _hang_up_late_answer(self, handle: ClientRequest) -> None:
         """A 2xx that crossed our CANCEL: ACK it and BYE it (§15)."""
@@ -426,7 +464,7 @@ class Call:
             a = self.allocation.a
             self.a.local_sdp = build_offer(a.address, a.port, telephone_event_pt=a.telephone_event_pt)
             body = bytes(self.a.local_sdp)
-        self.incoming.respond(200, body=body, content_type=SDP)
+        self.incoming.respond(200, body=body, content_type=SDP, headers=self._session_timer_headers())
         self.answered = True
         self.state.answered_at = time.time()
         await self.emit("answered", target=target.uri, secure=media.secure,
@@ -435,6 +473,29 @@ class Call:
         if self.decision and self.decision.send_digits:
             asyncio.get_running_loop().create_task(self._send_digits(self.decision.send_digits))
         return None
+
+    def _session_timer_headers(self) -> list[tuple[str, str]]:
+        """RFC 4028 §9: when the carrier asked for a session timer, accept its interval with
+        the carrier as refresher, and expect a refresh (re-INVITE or UPDATE) in time."""
+        se = self.session_expires
+        if se is None:
+            return []
+        self._touch_session()
+        headers = [("Session-Expires", f"{se};refresher=uac")]
+        if "timer" in {v.strip().lower() for v in self.invite.headers.values("Supported")}:
+            headers.append(("Require", "timer"))
+        return headers
+
+    def _touch_session(self) -> None:
+        """(Re)arm the session timer: without a refresh by then, the session is over
+        (RFC 4028 §10: BYE shortly before expiry: at 2/3 of the interval here, plus grace)."""
+        if self.session_expires is None:
+            return
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._session_timer = loop.call_later(
+            self.session_expires, lambda: loop.create_task(self.hang_up("session expired", by="switchboard", cause=408)))
 
     async def _send_digits(self, digits: str) -> None:
         assert self.allocation is not None
@@ -518,9 +579,10 @@ class Call:
         answered here from that leg's worker side, the worker updated (RFC 3264 §8).
         The other leg keeps its media: the worker bridges both."""
         side = self.a if leg == "a" else self.b
+        timer_headers = self._session_timer_headers() if leg == "a" else []
         if not incoming.request.body:
             body = bytes(side.local_sdp) if side.local_sdp is not None else b""
-            incoming.respond(200, body=body, content_type=SDP if body else None)
+            incoming.respond(200, body=body, content_type=SDP if body else None, headers=timer_headers)
             return
         assert self.allocation is not None
         ours = self.allocation.a if leg == "a" else self.allocation.b
@@ -541,7 +603,7 @@ class Call:
         side.local_sdp = result.sdp
         side.media = result.media
         await self._update_media(leg, result.media)
-        incoming.respond(200, body=bytes(result.sdp), content_type=SDP)
+        incoming.respond(200, body=bytes(result.sdp), content_type=SDP, headers=timer_headers)
         await self.emit("hold" if result.media.on_hold else "media_refresh", leg=leg, method=incoming.method)
 
     async def on_media_timeout(self) -> None:
@@ -554,9 +616,10 @@ class Call:
         self.state.attempts.append(Attempt("", Result.CANCELED, 487, "caller cancelled"))
         self.end_reason, self.ended_by = "caller cancelled", "caller"
 
-    async def _fail(self, status: int, reason: str, *, retry_after: int | None = None) -> None:
+    async def _fail(self, status: int, reason: str, *, retry_after: int | None = None,
+                    extra: list[tuple[str, str]] | None = None) -> None:
         if not self.incoming.answered:
-            headers: list[tuple[str, str]] = []
+            headers: list[tuple[str, str]] = list(extra or [])
             if retry_after:
                 headers.append(("Retry-After", str(retry_after)))
             # RFC 3326: say why, so the carrier's logs show our reason too.
@@ -570,6 +633,8 @@ class Call:
                                    "reason": a.reason} for a in self.state.attempts])
 
     async def _release(self) -> None:
+        if self._session_timer is not None:
+            self._session_timer.cancel()
         stats = None
         if self.allocation is not None:
             stats = await self.backends.release(self.allocation.worker_id, self.id, self.end_reason or "normal")
