@@ -487,8 +487,8 @@ class Call:
         return headers
 
     def _touch_session(self) -> None:
-        """(Re)arm the session timer: without a refresh by then, the session is over
-        (RFC 4028 §10: BYE shortly before expiry: at 2/3 of the interval here, plus grace)."""
+        """(Re)arm the session timer: without a refresh within the interval, the session is
+        over and we send BYE both ways (RFC 4028 §10, at the expiry itself)."""
         if self.session_expires is None:
             return
         if self._session_timer is not None:
