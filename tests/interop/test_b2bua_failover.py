@@ -284,3 +284,23 @@ async def test_session_timer_accepted_with_carrier_refreshing(tmp_path: Path) ->
                   and "m=audio" in e.payload["message"])
         assert "Session-Expires: 1800;refresher=uac" in ok.payload["message"]
         assert "Require: timer" in ok.payload["message"]
+
+
+async def test_draining_node_refuses_new_calls_and_keeps_calls_in_progress(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, signaling={"shutdown_grace": 20}) as stack:
+        up, up_uri = await sip_client(tmp_path, "up", "client_answer.xml")
+        await stack.provision(NUMBER, targets(up_uri))
+        first = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "2500")
+        await stack.wait_event("answered")
+        stack.stops["signaling"].set()  # SIGTERM: the node drains
+        await asyncio.sleep(0.3)
+        second = await sipp(tmp_path, "second", "-sf", str(SCENARIOS / "carrier_rejected.xml"), "-set", "caller", "15550002222",
+                            "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
+                            "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", f"127.0.0.1:{stack.sip_port}")
+        assert await finish(second, tmp_path, "second") == 0
+        refusal = [e for e in stack.events if e.kind == "failed" and e.payload.get("reason") == "Node draining"]
+        assert refusal and refusal[0].payload["sip_status"] == 503
+        # The call in progress was not cut: it ends when the caller hangs up.
+        assert await finish(first, tmp_path, "carrier") == 0
+        assert await finish(up, tmp_path, "up") == 0
+        assert (await stack.wait_event("ended")).payload["by"] == "caller"
