@@ -85,7 +85,11 @@ class Backends:
                                  retry_after=RETRY_AFTER) from e
 
     async def update(self, worker_id: str, update: MediaUpdate) -> None:
-        await self.bus.request(subjects.media_worker(worker_id, "update"), update, Ack, timeout=self.timeout)
+        try:
+            await self.bus.request(subjects.media_worker(worker_id, "update"), update, Ack, timeout=self.timeout)
+        except BusError as e:
+            raise CallSetupError(503, f"media worker {worker_id} did not take the update ({e})",
+                                 retry_after=RETRY_AFTER) from e
 
     async def dtmf(self, worker_id: str, req: MediaDtmf) -> None:
         await self.bus.request(subjects.media_worker(worker_id, "dtmf"), req, Ack, timeout=self.timeout)

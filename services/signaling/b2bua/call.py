@@ -125,9 +125,11 @@ class Call:
             try:
                 await self._run()
             except CallSetupError as e:
+                await self._abandon_b(e.reason)
                 await self._fail(e.status, e.reason, retry_after=e.retry_after, extra=e.extra_headers)
             except Exception as e:  # a bug must end this call cleanly, not the node
                 log.exception("call failed")
+                await self._abandon_b("internal error")
                 await self._fail(500, f"internal error: {type(e).__name__}")
             finally:
                 await self._release()
@@ -522,6 +524,16 @@ class Call:
         self.end_reason, self.ended_by = reason, by
         await asyncio.gather(self._bye_a(reason, cause), self._bye_b(reason, cause), return_exceptions=True)
         self.ended.set()
+
+    async def _abandon_b(self, reason: str) -> None:
+        """The call failed on our side: leave nothing up on the client's side either."""
+        h = self.b_handle
+        if h is None:
+            return
+        if not h.done:
+            await h.cancel(Reason("SIP", 503, reason[:60]))
+        elif h.dialog is not None:
+            await self._bye_b(reason, cause=503)
 
     async def _bye_a(self, reason: str, cause: int = 200) -> None:
         dialog = self.incoming.dialog
