@@ -21,6 +21,7 @@ branch); the endpoint fills in the transport and sent-by when it sends them.
 from __future__ import annotations
 
 import enum
+import heapq
 import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -495,6 +496,10 @@ class Dialogs:
         self._invites: dict[tuple[str, str, int], _InviteRecord] = {}
         self._retransmitters: dict[tuple[DialogId, int], OkRetransmitter] = {}
         self._fork_acks: dict[DialogId, Request] = {}  # losing forks, until the record expires
+        # (expires, key) of INVITE records, so the next expiry is found without a scan
+        # (thousands of records live for 64*T1 at a few hundred calls per second).
+        self._expiries: list[tuple[float, tuple[str, str, int]]] = []
+        self._purge_at: float | None = None  # next sweep of terminated dialogs
 
     def __len__(self) -> int:
         return sum(1 for d in self.dialogs.values() if not d.terminated)
@@ -620,6 +625,7 @@ class Dialogs:
             record.winner = to_tag
             if record.expires is None:
                 record.expires = now + 64 * self.timers.t1  # like Timer M (RFC 6026 §8.4)
+                heapq.heappush(self._expiries, (record.expires, key))
             if dialog is None:
                 dialog = self.add(Dialog.uac(invite, response))
             elif first and dialog.state is DialogState.EARLY:
@@ -659,8 +665,21 @@ class Dialogs:
 
     def next_timer(self) -> float | None:
         deadlines = [t for r in self._retransmitters.values() if (t := r.next_timer()) is not None]
-        deadlines += [r.expires for r in self._invites.values() if r.expires is not None]
+        expiry = self._next_expiry()
+        if expiry is not None:
+            deadlines.append(expiry)
         return min(deadlines) if deadlines else None
+
+    def _next_expiry(self) -> float | None:
+        """Earliest INVITE record expiry (stale heap entries of forgotten records are dropped)."""
+        heap = self._expiries
+        while heap:
+            deadline, key = heap[0]
+            record = self._invites.get(key)
+            if record is not None and record.expires == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
 
     def handle_timer(self, now: float) -> list[DialogAction]:
         out: list[DialogAction] = []
@@ -670,13 +689,21 @@ class Dialogs:
                 out += r.handle_timer(now)
             if r.done:
                 del self._retransmitters[key]
-        for key2, record in list(self._invites.items()):
-            if record.expires is not None and record.expires <= now:
-                del self._invites[key2]
-                for tag in record.tags:
-                    self._fork_acks.pop(DialogId(key2[0], key2[1], tag), None)
-        for d in [d for d in self.dialogs.values() if d.terminated]:
-            self.dialogs.pop(d.id, None)
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            deadline, key2 = heapq.heappop(heap)
+            record = self._invites.get(key2)
+            if record is None or record.expires != deadline:
+                continue  # forgotten, or a newer record under the same key
+            del self._invites[key2]
+            for tag in record.tags:
+                self._fork_acks.pop(DialogId(key2[0], key2[1], tag), None)
+        # Terminated dialogs are invisible already (get/find/each skip them); forget them
+        # at most once a second rather than scanning every dialog on every timer.
+        if self._purge_at is None or now >= self._purge_at or now < self._purge_at - 1.0:
+            self._purge_at = now + 1.0
+            for d in [d for d in self.dialogs.values() if d.terminated]:
+                self.dialogs.pop(d.id, None)
         return out
 
     def forget_invite(self, invite: Request) -> None:
