@@ -115,6 +115,8 @@ class Generator:
         for kv in out.split():
             k, v = kv.split("=")
             r[k] = float(v) if "." in v else int(v)
+        if os.environ.get("BENCH_RAW"):
+            print("   raw:", out.strip(), file=sys.stderr)
         return r
 
 
