@@ -99,7 +99,9 @@ _CREDENTIAL_HEADERS = ("Authorization", "Proxy-Authorization")
 def redact(msg: Request | Response) -> Request | Response:
     """A copy of ``msg`` whose Authorization/Proxy-Authorization credentials read
     ``<redacted>`` (the Digest ``response``; the whole credentials of other schemes), so
-    messages can be published as call events."""
+    messages can be published as call events. Without credentials, ``msg`` itself."""
+    if not any(name in _CREDENTIAL_HEADERS for name, _ in msg.headers):
+        return msg  # nothing to hide: the copy would serialize to the same bytes
     headers = Headers()
     for name, value in msg.headers:
         if name in _CREDENTIAL_HEADERS:
@@ -556,6 +558,8 @@ class SipEndpoint:
         data = bytes(msg)
         self._hook(self.on_message_out, msg, dest)
         prev = self._chains.get(dest)
+        if prev is None and self.transport.send_udp_now(data, dest):
+            return  # UDP to an address, nothing queued before it: sent, in order, no task
 
         async def send() -> None:
             if prev is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -117,6 +118,7 @@ class Stats:
         return asdict(self)
 
 
+@functools.lru_cache(maxsize=4096)
 def _norm_host(host: str) -> str:
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
@@ -125,6 +127,7 @@ def _norm_host(host: str) -> str:
         return host.lower().rstrip(".")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -551,6 +554,24 @@ class TransportLayer:
         await asyncio.sleep(0)
 
     # -- sending
+
+    def send_udp_now(self, data: bytes, dest: Addr) -> bool:
+        """Send a UDP datagram to an IP address at once, without a task, when nothing needs
+        awaiting (a listener of that family exists, the size is fine). False means the
+        caller must use :meth:`send` (which also reports the errors)."""
+        if self._closed or dest.transport != "udp" or len(data) > self.limits.max_message_size:
+            return False
+        host = _norm_host(dest.host)
+        if not _is_ip(host):
+            return False
+        v6 = ":" in host
+        proto = next((p for p in self._udp if p.local is not None and (":" in p.local.host) == v6), None)
+        if proto is None or proto.transport is None:
+            return False
+        proto.transport.sendto(data, (host, dest.port))
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(data)
+        return True
 
     async def _send_udp(self, data: bytes, dest: Addr) -> Addr:
         host = _norm_host(dest.host)
