@@ -56,6 +56,8 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("signalingOriginate", _addr(s.signaling_originate(_p("region")), "region"),
             m.Originate, m.OriginateResult, "signaling",
             "Place the client leg of a call from a node of another region."),
+    Channel("callControl", _addr(s.call_control(_p("callId"), _p("side")), "callId", "side"), m.LegSignal,
+            m.Ack, "signaling", "Between a call's two legs on different nodes (side: carrier or client)."),
     Channel("heartbeat", _addr(s.heartbeat(_p("service"), _p("region"), _p("node")),
                                "service", "region", "node"),
             m.Heartbeat, None, "registry", "Liveness and load of every node."),

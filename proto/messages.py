@@ -298,6 +298,35 @@ class OriginateResult(Message):
     reason: str = ""
 
 
+class AttemptRecord(Message):
+    """One target tried by the client leg, and how it ended."""
+
+    target: str
+    result: str
+    status: int | None = None
+    reason: str = ""
+    early_media: bool = False
+    retry_after: int | None = None
+
+
+class LegSignal(Message):
+    """Between the two legs of a call when they run on different nodes (cross-region).
+
+    To the carrier's node (`call_control(id, "carrier")`): `progress` (status,
+    early_media), `answered` (a request: the reply Ack says whether the carrier is still
+    there), `ended` (the client hung up), `result` (every target failed: attempts).
+    To the client leg's node (`call_control(id, "client")`): `cancel`, `bye`."""
+
+    call_id: str
+    kind: Literal["progress", "answered", "ended", "result", "cancel", "bye"]
+    status: int | None = None
+    early_media: bool = False
+    target: str | None = None
+    secure: bool = False
+    reason: str = ""
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+
+
 # --- call events ---------------------------------------------------------------------
 
 CallEventKind = str
@@ -340,5 +369,6 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     RegistryReply,
     Originate,
     OriginateResult,
+    LegSignal,
     CallEvent,
 )

@@ -21,6 +21,8 @@ from ..sip.transaction import Timers
 from ..transport import Addr, ServerTlsConfig
 from .backends import Backends
 from .call import Call
+from .client_leg import ClientLeg
+from .remote import OriginateServer
 
 if TYPE_CHECKING:
     from ..settings import SignalingSettings
@@ -61,7 +63,9 @@ class B2BUA:
             public_host=settings.public_address,
         )
         self.calls: dict[str, Call] = {}  # our call id -> call
-        self._by_sip_call_id: dict[str, tuple[Call | str, str]] = {}  # SIP Call-ID -> (call or call id, leg)
+        # SIP Call-ID -> the leg that owns that dialog (a Call for the carrier's, a ClientLeg for
+        # the client's), or only our call id while the carrier's INVITE is being taken.
+        self._by_sip_call_id: dict[str, Call | ClientLeg | str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.stats: Counter[str] = Counter()
@@ -81,6 +85,8 @@ class B2BUA:
             tls = ServerTlsConfig(cert_file=s.tls_cert, key_file=s.tls_key)
             self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
         await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
+        self.originate = OriginateServer(self)
+        await self.originate.start()
         log.info("SIP on %s", ", ".join(f"{a.transport}:{a.host}:{a.port}" for a in self.listening))
 
     async def drain(self) -> None:
@@ -96,16 +102,17 @@ class B2BUA:
 
     # -- call ids
 
-    def bind_sip_call_id(self, sip_call_id: str, call: Call) -> None:
-        leg = "a" if sip_call_id == call.a.sip_call_id else "b"
-        self._by_sip_call_id[sip_call_id] = (call, leg)
+    def bind_sip_call_id(self, sip_call_id: str, owner: Call | ClientLeg) -> None:
+        self._by_sip_call_id[sip_call_id] = owner
+
+    def unbind_sip_call_id(self, sip_call_id: str) -> None:
+        self._by_sip_call_id.pop(sip_call_id, None)
 
     def forget(self, call: Call) -> None:
         self.calls.pop(call.id, None)
         if not self.calls:
             self._idle.set()
-        self._by_sip_call_id.pop(call.a.sip_call_id, None)
-        self._by_sip_call_id.pop(call.b.sip_call_id, None)
+        self._by_sip_call_id.pop(call.sip_call_id, None)
         self.events.forget(call.id)
 
     def _call_id_for(self, msg: Request | Response, incoming: bool) -> str | None:
@@ -113,14 +120,13 @@ class B2BUA:
             sip_call_id = msg.call_id
         except Exception:
             return None
-        entry = self._by_sip_call_id.get(sip_call_id)
-        if entry is not None:
-            owner = entry[0]
-            return owner.id if isinstance(owner, Call) else owner
+        owner = self._by_sip_call_id.get(sip_call_id)
+        if owner is not None:
+            return owner if isinstance(owner, str) else owner.id
         if incoming and isinstance(msg, Request) and msg.method == "INVITE" and msg.to.tag is None:
             # A new call: its id is made here so that its first INVITE is in its timeline.
             call_id = uuid.uuid4().hex
-            self._by_sip_call_id[sip_call_id] = (call_id, "a")
+            self._by_sip_call_id[sip_call_id] = call_id
             return call_id
         return None
 
@@ -160,10 +166,9 @@ class B2BUA:
 
     async def on_request(self, incoming: IncomingRequest) -> None:
         req = incoming.request
-        entry = self._by_sip_call_id.get(req.call_id)
-        owner = entry[0] if entry else None
-        if isinstance(owner, Call) and (req.to.tag is not None or req.method == "ACK"):
-            await owner.on_request(incoming, entry[1] if entry else "a")
+        owner = self._by_sip_call_id.get(req.call_id)
+        if not isinstance(owner, str) and owner is not None and (req.to.tag is not None or req.method == "ACK"):
+            await owner.on_request(incoming)
             return
         if req.method == "INVITE" and req.to.tag is None:
             await self._new_call(incoming)
