@@ -133,7 +133,8 @@ async def start_service(stack: Stack, name: str, kind: str, **overrides: Any) ->
 @contextlib.asynccontextmanager
 async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = None,
                         media_regions: tuple[str, ...] = ("us1",), ring_t1: float = 0.1,
-                        local_mode: bool = True, signaling: dict[str, Any] | None = None) -> AsyncIterator[Stack]:
+                        local_mode: bool = True, signaling: dict[str, Any] | None = None,
+                        other_signaling_regions: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
     nats = NatsServer(store_dir=tmp_path / "nats")
     nats.start()
     bus = await Bus.connect(nats.url, "test-stack")
@@ -162,6 +163,10 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
         else:
             sig.update(sip_tls_port=0)
         await start_service(stack, "signaling", "signaling", **sig)
+        for region in other_signaling_regions:
+            # Another region's signaling node, on its own SIP port (it originates client legs).
+            await start_service(stack, f"signaling_{region}", "signaling", region=region, sip_port=udp_free_port(),
+                                sip_tls_port=0, t1=ring_t1)
         await _wait_ready(stack, media_regions)
         yield stack
     finally:

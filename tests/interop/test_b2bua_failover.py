@@ -304,3 +304,55 @@ async def test_draining_node_refuses_new_calls_and_keeps_calls_in_progress(tmp_p
         assert await finish(first, tmp_path, "carrier") == 0
         assert await finish(up, tmp_path, "up") == 0
         assert (await stack.wait_event("ended")).payload["by"] == "caller"
+
+
+async def test_cross_region_client_leg_is_originated_in_the_media_region(tmp_path: Path) -> None:
+    """Virginia's media is down and Oregon has a signaling node: the client leg is placed
+    by Oregon's node (signaling.us2.originate); the carrier's leg stays in Virginia, and
+    the call behaves as a local one: ringing, answer, audio path, BYE both ways."""
+    async with running_stack(tmp_path, media_regions=("us1", "us2"), other_signaling_regions=("us2",)) as stack:
+        await stack.stop_service("media_us1")
+        pbx, uri = await sip_client(tmp_path, "pbx", "client_answer.xml", "-rtp_echo")
+        await stack.provision(NUMBER, targets(uri), region="us1")
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(pbx, tmp_path, "pbx") == 0
+        allocated = await stack.wait_event("media_allocated")
+        assert allocated.payload["region"] == "us2"
+        remote = await stack.wait_event("originated_remotely")
+        assert remote.payload == {"region": "us2", "node": "signaling-us2"}
+        dialing = await stack.wait_event("dialing")
+        assert dialing.node == "signaling-us2" and dialing.region == "us2"
+        answered = await stack.wait_event("answered")
+        assert answered.node == "signaling"  # the carrier's leg answered from Virginia
+        ended = await stack.wait_event("ended")
+        assert ended.payload["by"] == "caller" and ended.payload["result"] == "completed"
+        # The client's INVITE and BYE came from Oregon's node, the carrier's 200 from Virginia's.
+        invites = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("INVITE sip:100@")]
+        byes = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("BYE")]
+        assert {e.node for e in invites} == {"signaling-us2"} and {e.node for e in byes} == {"signaling-us2"}
+
+
+async def test_cross_region_carrier_cancel_reaches_the_remote_leg(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, media_regions=("us1", "us2"), other_signaling_regions=("us2",)) as stack:
+        await stack.stop_service("media_us1")
+        ringing, uri = await sip_client(tmp_path, "ringing", "client_no_answer.xml")
+        await stack.provision(NUMBER, targets(uri), region="us1", ring_timeout=20)
+        c = await carrier(stack, tmp_path, "carrier_cancel.xml", "-d", "500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(ringing, tmp_path, "ringing") == 0  # it got the CANCEL from Oregon
+        assert (await stack.wait_event("ended")).payload["result"] == "canceled"
+
+
+async def test_cross_region_client_holds_and_hangs_up(tmp_path: Path) -> None:
+    """The client's re-INVITEs are answered by Oregon's node, its BYE ends the carrier's
+    leg in Virginia."""
+    async with running_stack(tmp_path, media_regions=("us1", "us2"), other_signaling_regions=("us2",)) as stack:
+        await stack.stop_service("media_us1")
+        pbx, uri = await sip_client(tmp_path, "pbx", "client_hold_then_hangup.xml")
+        await stack.provision(NUMBER, targets(uri), region="us1")
+        c = await carrier(stack, tmp_path, "carrier_call_until_bye.xml")
+        assert await finish(pbx, tmp_path, "pbx") == 0
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert (await stack.wait_event("ended")).payload["by"] == "callee"
+        assert [e.node for e in stack.kinds("hold")] == ["signaling-us2"]
