@@ -32,7 +32,8 @@ from services.common.bus import Bus
 from services.common.events import CallEventPublisher
 from services.common.service import Component, run
 
-from .errors import BadKey, BadRequest, Draining, UnknownCall
+from . import metrics
+from .errors import BadKey, BadRequest, Draining, PoolExhausted, UnknownCall
 from .pool import PortPool
 from .relay import Call, Leg, Relay
 from .settings import MediaSettings
@@ -91,6 +92,10 @@ class Media(Component[MediaSettings]):
             subjects.media_allocate(s.region), self.on_allocate, MediaAllocate, queue=f"media-{s.region}")
         await self.bus.nc.flush()
         self._ticker = asyncio.create_task(self._tick())
+        relay = self.relay
+        metrics.CALLS_ACTIVE.set_function(lambda: len(relay.calls))
+        metrics.PORTS_TOTAL.set(self.pool.capacity)
+        metrics.PORTS_AVAILABLE.set_function(lambda: self.pool.available)
         log.info("media worker %s: ports %d-%d on %s (%d calls max)", w, s.port_min, s.port_max,
                  s.media_host, self.pool.capacity // 2)
 
@@ -164,9 +169,14 @@ class Media(Component[MediaSettings]):
 
     async def on_allocate(self, req: MediaAllocate) -> MediaAllocation:
         if self.draining:
+            metrics.ALLOCATIONS_REFUSED.labels("draining").inc()
             raise Draining()
         assert self.relay is not None
-        call = self.relay.allocate(req.call_id, a_secure=req.a_secure, b_secure=req.b_secure, timeout=req.timeout)
+        try:
+            call = self.relay.allocate(req.call_id, a_secure=req.a_secure, b_secure=req.b_secure, timeout=req.timeout)
+        except PoolExhausted:
+            metrics.ALLOCATIONS_REFUSED.labels("ports exhausted").inc()
+            raise
         return MediaAllocation(call_id=req.call_id, worker_id=self.worker_id, region=self.settings.region,
                                a=self._leg_info(call.a), b=self._leg_info(call.b))
 
@@ -196,6 +206,13 @@ class Media(Component[MediaSettings]):
         assert self.relay is not None
         self.relay.release(call)
         stats = call.stats(self.worker_id)
+        metrics.CALLS_RELEASED.inc()
+        for name, leg in (("a", stats.a), ("b", stats.b)):
+            metrics.PACKETS.labels(name, "in").inc(leg.packets_in)
+            metrics.PACKETS.labels(name, "out").inc(leg.packets_out)
+            metrics.PACKETS_LOST.labels(name).inc(max(0, leg.lost))
+            metrics.SRTP_FAILURES.labels(name).inc(leg.srtp_failures)
+            metrics.DROPPED.labels(name).inc(leg.dropped)
         await asyncio.sleep(0)  # let the call's queued events take their sequence numbers first
         await self.events.emit(call.call_id, "media_stats", **stats.model_dump(exclude={"schema_version", "call_id"}))
         self.events.forget(call.call_id)

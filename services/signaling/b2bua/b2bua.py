@@ -7,7 +7,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from proto import subjects
@@ -15,6 +14,7 @@ from proto.messages import CallEvent
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
 
+from .. import metrics
 from ..endpoint import IncomingRequest, SipEndpoint, redact
 from ..sip.message import Request, Response
 from ..sip.transaction import Timers
@@ -68,14 +68,10 @@ class B2BUA:
         self._by_sip_call_id: dict[str, Call | ClientLeg | str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
-        self.stats: Counter[str] = Counter()
         self.rate = TokenBucket(settings.invite_rate, settings.invite_burst)
         self.listening: list[Addr] = []
         self._idle = asyncio.Event()
         self._idle.set()
-
-    def count(self, what: str) -> None:
-        self.stats[what] += 1
 
     async def start(self) -> None:
         s = self.settings
@@ -85,6 +81,7 @@ class B2BUA:
             tls = ServerTlsConfig(cert_file=s.tls_cert, key_file=s.tls_key)
             self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
         await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
+        metrics.CALLS_IN_PROGRESS.set_function(lambda: len(self.calls))
         self.originate = OriginateServer(self)
         await self.originate.start()
         log.info("SIP on %s", ", ".join(f"{a.transport}:{a.host}:{a.port}" for a in self.listening))
@@ -147,10 +144,10 @@ class B2BUA:
         there = f"{peer.host}:{peer.port}"
         if isinstance(msg, Request):
             first = f"{msg.method} {msg.uri} SIP/2.0"
-            self.count(f"sip_{'in' if incoming else 'out'}_{msg.method}")
+            metrics.SIP_MESSAGES.labels("in" if incoming else "out", msg.method, peer.transport).inc()
         else:
             first = f"SIP/2.0 {msg.status} {msg.reason}"
-            self.count(f"sip_{'in' if incoming else 'out'}_{msg.status}")
+            metrics.SIP_MESSAGES.labels("in" if incoming else "out", str(msg.status), peer.transport).inc()
         text = bytes(redact(msg)).decode("utf-8", "replace")
         kind = "sip_in" if incoming else "sip_out"
         self._spawn(self.events.emit(call_id, kind, transport=peer.transport, first_line=first,
@@ -195,7 +192,7 @@ class B2BUA:
             refusal = (503, "Rate limit")
         call_id = self._call_id_for(incoming.request, True) or uuid.uuid4().hex
         if refusal is not None:
-            self.count("refused_" + refusal[1].split()[0].lower())
+            metrics.REFUSED.labels(refusal[1].lower()).inc()
             incoming.respond(refusal[0], refusal[1], headers=[("Retry-After", RETRY_AFTER)])
             await self.events.emit(call_id, "failed", sip_status=refusal[0], reason=refusal[1], result="failed")
             self._by_sip_call_id.pop(incoming.request.call_id, None)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from proto.messages import MediaAllocation, Originate, RoutingDecision, RoutingRequest, SipTarget
 from services.common.logging import call_context
 
+from .. import metrics
 from ..errors import CallSetupError
 from ..sip.message import REASON_PHRASES
 from ..sip.sdp import (
@@ -116,7 +117,7 @@ class Call:
                         source=f"{source.host}:{source.port}", transport=source.transport,
                         sip_call_id=inv.call_id)
         if not await self.backends.is_trunk(source.host):
-            self.b2bua.count("rejected_not_trunk")
+            metrics.REFUSED.labels("not a carrier trunk").inc()
             raise CallSetupError(403, f"{source.host} is not a carrier trunk")
         if number is None:
             raise CallSetupError(404, "No tracking number in the request")
@@ -145,6 +146,7 @@ class Call:
         await self._prepare_a_leg()
         self.leg = await self._client_leg(caller, caller_name)
 
+        metrics.PDD.observe(time.time() - self.state.started)  # the client leg dials now
         watcher = asyncio.get_running_loop().create_task(self._watch_carrier_cancel())
         try:
             attempts = await self.leg.run()
@@ -207,6 +209,7 @@ class Call:
             except CallSetupError as e:
                 last = e
                 tried.append(sel.region)
+                metrics.FAILOVERS.labels("region").inc()
                 await self.emit("media_failover", region=sel.region, reason=e.reason)
                 continue
             a = self.allocation
@@ -260,7 +263,6 @@ class Call:
         self.state.answered_at = time.time()
         await self.emit("answered", target=target, secure=secure,
                         pdd_ms=round((self.state.answered_at - self.state.started) * 1000))
-        self.b2bua.count("answered")
         return True
 
     async def client_ended(self, reason: str) -> None:
@@ -404,9 +406,9 @@ class Call:
             # The reason phrase is for humans reading traces: the standard one when there is one.
             self.incoming.respond(status, REASON_PHRASES.get(status, reason[:60] or "Failed"), headers=headers)
         self.end_reason = reason
-        self.b2bua.count(f"failed_{status}")
-        await self.emit("failed", sip_status=status, reason=reason,
-                        result=record_result(self.state.attempts, answered=False),
+        result = record_result(self.state.attempts, answered=False)
+        metrics.CALLS.labels(result).inc()
+        await self.emit("failed", sip_status=status, reason=reason, result=result,
                         attempts=[{"target": a.target, "result": str(a.result), "status": a.status,
                                    "reason": a.reason} for a in self.state.attempts])
 
@@ -421,8 +423,10 @@ class Call:
         if self.connected:
             self.state.ended_at = time.time()
             duration = self.state.ended_at - (self.state.answered_at or self.state.ended_at)
+            metrics.CALLS.labels("completed").inc()
             await self.emit("ended", by=self.ended_by or "switchboard", reason=self.end_reason or "normal clearing",
                             duration=round(duration, 3), result="completed",
                             media=stats.model_dump(exclude={"schema_version"}) if stats else None)
         elif any(a.result == Result.CANCELED for a in self.state.attempts):
+            metrics.CALLS.labels("canceled").inc()
             await self.emit("ended", by="caller", reason="caller cancelled", duration=0, result="canceled")

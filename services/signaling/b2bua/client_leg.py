@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from proto.messages import MediaAllocation, MediaDtmf, MediaUpdate, RoutingDecision, SipTarget, SrtpCrypto
 
+from .. import metrics
 from ..errors import CallSetupError
 from ..sip.digest import answer_challenge
 from ..sip.headers import Reason
@@ -114,6 +115,7 @@ class ClientLeg:
             attempts.append(attempt)
             if self.cancelled.is_set() or not should_move_on(attempt):
                 break
+            metrics.FAILOVERS.labels("target").inc()
         return attempts
 
     def _invite(self, target: SipTarget, first: Addr, offer: bytes) -> Request:
@@ -216,7 +218,7 @@ class ClientLeg:
         cseq = request.cseq
         request.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
         request.headers.remove("Via")
-        self.b2bua.count("auth_challenges")
+        metrics.AUTH_CHALLENGES.labels(str(challenge.status)).inc()
         await self.emit("challenged", target=target.uri, status=challenge.status, realm=realm,
                         algorithm=answer.challenge.algorithm or "MD5", stale=answer.stale)
         return request
