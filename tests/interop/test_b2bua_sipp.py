@@ -114,3 +114,43 @@ async def test_call_connects_through_challenge_with_two_way_audio(tmp_path: Path
         assert any(f.startswith("SIP/2.0 401") for f in firsts)
         auth = [e.payload["message"] for e in sip if "Authorization: Digest" in e.payload["message"]]
         assert auth and all('response="<redacted>"' in m for m in auth)
+
+
+def scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+async def test_metrics_count_the_call(tmp_path: Path) -> None:
+    """/metrics on the signaling node's metrics port: the call is counted as completed,
+    its SIP messages by method and status, the digest challenge, the post-dial delay."""
+    from services.common.natsserver import free_port
+
+    port = free_port()
+    async with running_stack(tmp_path, signaling={"metrics_port": port}) as stack:
+        client_proc, client_port = await client(tmp_path)
+        await stack.provision(NUMBER, [{"uri": f"sip:100@127.0.0.1:{client_port}", "username": "alice",
+                                        "password": "s3cret"}])
+        before = await asyncio.to_thread(scrape, port)
+        carrier_proc = await carrier(stack, tmp_path, udp_free_port(), hold_ms=300)
+        assert await finish(carrier_proc, tmp_path, "carrier") == 0
+        assert await finish(client_proc, tmp_path, "client") == 0
+        await stack.wait_event("ended")
+        after = await asyncio.to_thread(scrape, port)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta('switchboard_calls_total{result="completed"}') == 1
+    assert delta('switchboard_sip_messages_total{direction="in",message="INVITE",transport="udp"}') == 1
+    assert delta('switchboard_sip_messages_total{direction="out",message="INVITE",transport="udp"}') == 2
+    assert delta('switchboard_auth_challenges_total{status="401"}') == 1
+    assert delta("switchboard_post_dial_delay_seconds_count") == 1
+    assert after["switchboard_calls_in_progress"] == 0
