@@ -342,7 +342,8 @@ class CallEvent(Message):
     node: str = ""
     service: str = ""
     seq: int = 0
-    """Per call, per emitting node, monotonic from 1, so a reader can tell a gap."""
+    """Per call, per emitting node, monotonic from 1, so a reader can tell a gap; 0 for the
+    SIP traces (sip_in, sip_out), which are not numbered."""
     payload: dict[str, Any] = Field(default_factory=dict)
 
 

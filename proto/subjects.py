@@ -67,9 +67,23 @@ def media_worker(worker_id: str, verb: str) -> str:
 # --- calls ----------------------------------------------------------------------------
 
 
+SIP_TRACE_KINDS = {"sip_in": "in", "sip_out": "out"}
+
+
 def call_event(call_id: str, kind: str) -> str:
-    """One event of one call (CallEvent), kept by the CALLS stream."""
+    """One event of one call (CallEvent), kept by the CALLS stream.
+
+    SIP traces (`sip_in`, `sip_out`) go one token deeper, `call.<id>.sip.<in|out>`, so a
+    consumer of the call's state (`call_state_events()`) never receives them."""
+    direction = SIP_TRACE_KINDS.get(kind)
+    if direction is not None:
+        return f"call.{token(call_id)}.sip.{direction}"
     return f"call.{token(call_id)}.{token(kind)}"
+
+
+def call_state_events() -> str:
+    """Every event of every call but the SIP traces."""
+    return "call.*.*"
 
 
 def call_events(call_id: str) -> str:

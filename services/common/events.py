@@ -13,8 +13,14 @@ from .bus import Bus
 log = logging.getLogger("switchboard.events")
 
 
+# SIP traces are not numbered: they are many, consumers of the call's state skip them
+# (the call-records consumer does not even receive them), and their order is the stream's.
+UNNUMBERED = frozenset({"sip_in", "sip_out"})
+
+
 class CallEventPublisher:
-    """Numbers each call's events from 1 on this node so a reader can tell a gap."""
+    """Numbers each call's events from 1 on this node so a reader can tell a gap
+    (SIP traces excepted: seq 0)."""
 
     def __init__(self, bus: Bus, service: str, region: str, node: str) -> None:
         self.bus = bus
@@ -24,8 +30,11 @@ class CallEventPublisher:
         self._seq: dict[str, int] = {}
 
     async def emit(self, call_id: str, kind: str, **payload: Any) -> CallEvent:
-        seq = self._seq.get(call_id, 0) + 1
-        self._seq[call_id] = seq
+        if kind in UNNUMBERED:
+            seq = 0
+        else:
+            seq = self._seq.get(call_id, 0) + 1
+            self._seq[call_id] = seq
         ev = CallEvent(
             call_id=call_id, kind=kind, region=self.region, node=self.node, service=self.service,
             seq=seq, payload=payload,

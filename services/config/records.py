@@ -291,8 +291,9 @@ class CallRecorder:
 
     async def start(self) -> None:
         js = self.bus.nc.jetstream()
+        # The SIP traces (most of the stream's bytes) never reach this consumer.
         self._sub = await js.pull_subscribe(
-            subjects.call_events_all(), durable=self.durable, stream=subjects.CALLS_STREAM,
+            subjects.call_state_events(), durable=self.durable, stream=subjects.CALLS_STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                   ack_wait=self.ack_wait, max_ack_pending=20_000, max_deliver=-1),
         )

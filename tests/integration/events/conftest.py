@@ -113,8 +113,10 @@ def full_call(call_id: str, account_id: str | None, *, number: str = TRACKING, t
     media: list[CallEvent] = []
 
     def s(dt: float, kind: str, **payload: Any) -> None:
+        # SIP traces are not numbered (seq 0), every other event is, from 1.
+        seq = 0 if kind.startswith("sip_") else 1 + sum(1 for e in sig if e.seq)
         sig.append(CallEvent(call_id=call_id, kind=kind, ts=t + dt, region="us1", node="sig-1",
-                             service="signaling", seq=len(sig) + 1, payload=payload))
+                             service="signaling", seq=seq, payload=payload))
 
     def m(dt: float, kind: str, **payload: Any) -> None:
         media.append(CallEvent(call_id=call_id, kind=kind, ts=t + dt, region="us1", node="media-1",
