@@ -13,8 +13,8 @@ and media number their events independently), so:
 
 `CallRecorder` is the durable JetStream consumer (pull, explicit ack, one durable name shared
 by every config instance so each event is handled by one of them): it groups a fetched
-batch by call, applies each call's events in one transaction (retrying on a concurrent
-writer), queues the status webhooks the new state implies in the same transaction, and
+batch by call, applies the whole batch in one transaction (or, when another instance wrote
+one of its calls meanwhile, each call's events in a transaction of their own, retried), queues the status webhooks the new state implies in the same transaction, and
 acknowledges only after the commit.
 """
 
@@ -342,6 +342,20 @@ class CallRecorder:
                 await _ack(m, term=True)
                 continue
             by_call[ev.call_id].append((m, ev))
+        # The whole batch in one transaction (one commit for many calls); on a conflict with
+        # another instance, call by call with retries.
+        if len(by_call) > 1 and self.before_ack is None:
+            done, queued = await self._apply_all({cid: [ev for _, ev in items] for cid, items in by_call.items()})
+            if done:
+                for items in by_call.values():
+                    for m, _ in items:
+                        await _ack(m)
+                    self.processed += len(items)
+                if queued and self.on_commit is not None:
+                    r = self.on_commit()
+                    if r is not None:
+                        await r
+                return
         queued = False
         for call_id, items in by_call.items():
             try:
@@ -362,6 +376,29 @@ class CallRecorder:
             r = self.on_commit()
             if r is not None:
                 await r
+
+    async def _apply_all(self, groups: dict[str, list[CallEvent]]) -> tuple[bool, bool]:
+        """(applied, webhooks queued); not applied when another instance wrote one of these
+        calls meanwhile (the caller then goes call by call)."""
+        total = changed = 0
+        async with self.sm() as session:
+            try:
+                for call_id, events in groups.items():
+                    events.sort(key=lambda e: (e.ts, e.seq))
+                    _rec, n = await apply_call_events(session, call_id, events)
+                    changed += n
+                    total += len(events)
+                ended = list(session.info.get("ended", []))
+                queued = bool(session.info.get("deliveries"))
+                await session.commit()
+            except (IntegrityError, StaleDataError):
+                await session.rollback()
+                return False, False
+        CALL_EVENTS.labels("applied").inc(changed)
+        CALL_EVENTS.labels("duplicate").inc(total - changed)
+        for result in ended:
+            CALL_RECORDS.labels(result).inc()
+        return True, queued
 
     async def _apply(self, call_id: str, events: list[CallEvent], attempts: int = 5) -> bool:
         events.sort(key=lambda e: (e.ts, e.seq))
