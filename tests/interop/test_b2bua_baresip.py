@@ -6,7 +6,6 @@ call event."""
 from __future__ import annotations
 
 import asyncio
-import audioop
 import math
 import socket
 import struct
@@ -19,21 +18,22 @@ from .stack import running_stack, udp_free_port
 from .test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp
 
 sys.path.insert(0, str(Path(__file__).parent))
+from g711 import lin2ulaw, ulaw2lin  # noqa: E402
 from peers import dominant_frequency, needs_baresip, needs_sipp  # noqa: E402
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
 
 def ulaw_tone(freq: float, seconds: float) -> list[bytes]:
-    """20 ms PCMU frames of a sine tone (G.711 via audioop)."""
+    """20 ms PCMU frames of a sine tone."""
     n = int(8000 * seconds)
     pcm = b"".join(struct.pack("<h", int(9000 * math.sin(2 * math.pi * freq * i / 8000))) for i in range(n))
-    ulaw = audioop.lin2ulaw(pcm, 2)
+    ulaw = lin2ulaw(pcm)
     return [ulaw[i:i + 160] for i in range(0, len(ulaw) - 159, 160)]
 
 
 def dominant(ulaw: bytes, candidates: tuple[float, ...] = (600.0, 1000.0)) -> float:
-    pcm = audioop.ulaw2lin(ulaw, 2)
+    pcm = ulaw2lin(ulaw)
     samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
 
     def power(f: float) -> float:
