@@ -394,10 +394,7 @@ class CallRecorder:
             except (IntegrityError, StaleDataError):
                 await session.rollback()
                 return False, False
-        CALL_EVENTS.labels("applied").inc(changed)
-        CALL_EVENTS.labels("duplicate").inc(total - changed)
-        for result in ended:
-            CALL_RECORDS.labels(result).inc()
+        _count(changed, total, ended)
         return True, queued
 
     async def _apply(self, call_id: str, events: list[CallEvent], attempts: int = 5) -> bool:
@@ -416,12 +413,16 @@ class CallRecorder:
                         raise
                     await asyncio.sleep(0.01 * (attempt + 1))
                     continue
-            CALL_EVENTS.labels("applied").inc(changed)
-            CALL_EVENTS.labels("duplicate").inc(len(events) - changed)
-            for result in ended:
-                CALL_RECORDS.labels(result).inc()
+            _count(changed, len(events), ended)
             return queued
         return False
+
+
+def _count(changed: int, total: int, ended: list[str]) -> None:
+    CALL_EVENTS.labels("applied").inc(changed)
+    CALL_EVENTS.labels("duplicate").inc(total - changed)
+    for result in ended:
+        CALL_RECORDS.labels(result).inc()
 
 
 async def _ack(m: Msg, term: bool = False) -> None:

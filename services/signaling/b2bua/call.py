@@ -29,7 +29,7 @@ from ..sip.sdp import (
     parse_sdp,
     validate_answer,
 )
-from .client_leg import ClientLeg, keep_origin, media_update
+from .client_leg import ClientLeg, answer_refresh, media_update
 from .numbers import NotANumber, caller_of, tracking_number
 from .policy import Attempt, Result, carrier_status, record_result
 from .remote import RemoteClientLeg
@@ -363,26 +363,15 @@ class Call:
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
         """A re-INVITE or UPDATE from the carrier (hold, resume, new address, session
-        refresh): answered from the worker's A side, the worker updated (RFC 3264 §8). The
-        client's leg keeps its media: the worker bridges both."""
-        timer_headers = self._session_timer_headers()
-        if not incoming.request.body:
-            body = bytes(self.local_sdp) if self.local_sdp is not None else b""
-            incoming.respond(200, body=body, content_type=SDP if body else None, headers=timer_headers)
-            return
+        refresh), answered from the worker's A side. The client's leg keeps its media: the
+        worker bridges both. A refresh also re-arms the session timer (RFC 4028)."""
         assert self.allocation is not None
-        ours = self.allocation.a
-        result = answer_offer(incoming.request.body, ours.address, ours.port, pad_base64=self.settings.srtp_key_padding)
-        if isinstance(result, SdpRejection):
-            incoming.respond(result.status, result.reason)
-            return
-        self.sdp_version += 1
-        keep_origin(result.sdp, self.local_sdp, self.sdp_version)
-        self.local_sdp = result.sdp
-        self.media = result.media
-        await self._update_media(result.media)
-        incoming.respond(200, body=bytes(result.sdp), content_type=SDP, headers=timer_headers)
-        await self.emit("hold" if result.media.on_hold else "media_refresh", leg="a", method=incoming.method)
+        timer_headers = self._session_timer_headers()
+        if await answer_refresh(self, incoming, self.allocation.a, self.settings.srtp_key_padding, timer_headers):
+            assert self.media is not None and self.local_sdp is not None
+            await self._update_media(self.media)
+            incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer_headers)
+            await self.emit("hold" if self.media.on_hold else "media_refresh", leg="a", method=incoming.method)
 
     async def on_media_timeout(self) -> None:
         if self.connected:

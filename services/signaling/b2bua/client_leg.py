@@ -12,7 +12,15 @@ import base64
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proto.messages import MediaAllocation, MediaDtmf, MediaUpdate, RoutingDecision, SipTarget, SrtpCrypto
+from proto.messages import (
+    MediaAllocation,
+    MediaDtmf,
+    MediaLeg,
+    MediaUpdate,
+    RoutingDecision,
+    SipTarget,
+    SrtpCrypto,
+)
 
 from .. import metrics
 from ..errors import CallSetupError
@@ -383,26 +391,43 @@ class ClientLeg:
         incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK")])
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
-        """A re-INVITE or UPDATE from the client (hold, resume, new address, refresh):
-        answered from the worker's B side, the worker updated (RFC 3264 §8)."""
-        if not incoming.request.body:
-            body = bytes(self.local_sdp) if self.local_sdp is not None else b""
-            incoming.respond(200, body=body, content_type=SDP if body else None)
-            return
-        ours = self.allocation.b
-        key = base64.b64decode(ours.crypto.key_salt_b64) if (ours.secure and ours.crypto) else None
-        result = answer_offer(incoming.request.body, ours.address, ours.port, srtp_key=key,
-                              require_srtp=ours.secure, pad_base64=self.settings.srtp_key_padding)
-        if isinstance(result, SdpRejection):
-            incoming.respond(result.status, result.reason)
-            return
-        self.sdp_version += 1
-        keep_origin(result.sdp, self.local_sdp, self.sdp_version)
-        self.local_sdp = result.sdp
-        self.media = result.media
-        await self.update_media(result.media)
-        incoming.respond(200, body=bytes(result.sdp), content_type=SDP)
-        await self.emit("hold" if result.media.on_hold else "media_refresh", leg="b", method=incoming.method)
+        """A re-INVITE or UPDATE from the client (hold, resume, new address, refresh)."""
+        if await answer_refresh(self, incoming, self.allocation.b, self.settings.srtp_key_padding):
+            assert self.media is not None and self.local_sdp is not None
+            await self.update_media(self.media)
+            incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)
+            await self.emit("hold" if self.media.on_hold else "media_refresh", leg="b", method=incoming.method)
+
+
+class Side(Protocol):
+    """One leg's SDP state, as a re-INVITE changes it."""
+
+    local_sdp: SessionDescription | None
+    media: NegotiatedMedia | None
+    sdp_version: int
+
+
+async def answer_refresh(side: Side, incoming: IncomingRequest, ours: MediaLeg, pad_base64: bool,
+                         headers: list[tuple[str, str]] | None = None) -> bool:
+    """Answer a re-INVITE/UPDATE from the worker's side of this leg (RFC 3264 §8: same
+    session id, version counted up). Without an offer, our current SDP is the answer and
+    nothing changes (False). With one, the side takes the new media (True): the caller
+    updates the worker and sends the 200; an unacceptable offer is refused here (False)."""
+    if not incoming.request.body:
+        body = bytes(side.local_sdp) if side.local_sdp is not None else b""
+        incoming.respond(200, body=body, content_type=SDP if body else None, headers=headers or [])
+        return False
+    key = base64.b64decode(ours.crypto.key_salt_b64) if (ours.secure and ours.crypto) else None
+    result = answer_offer(incoming.request.body, ours.address, ours.port, srtp_key=key,
+                          require_srtp=ours.secure, pad_base64=pad_base64)
+    if isinstance(result, SdpRejection):
+        incoming.respond(result.status, result.reason)
+        return False
+    side.sdp_version += 1
+    keep_origin(result.sdp, side.local_sdp, side.sdp_version)
+    side.local_sdp = result.sdp
+    side.media = result.media
+    return True
 
 
 def keep_origin(sdp: SessionDescription, previous: SessionDescription | None, version: int) -> None:
