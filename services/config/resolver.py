@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 from proto import subjects
 from proto.messages import ConfigChanged, RoutingDecision, RoutingRequest, SipTarget, TlsOptions
 from services.common.bus import Bus
+from services.common.tasks import cancel_and_wait
 
 from .db.models import Account, ReceivingNumber, TrackingNumber
 from .errors import SecretError
@@ -100,13 +101,7 @@ class Resolver:
             await self.bus.subscribe(subjects.routing_resolve(), self.handle, RoutingRequest, queue=QUEUE_GROUP)
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     # --- invalidation -------------------------------------------------------------

@@ -35,6 +35,8 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from services.common.tasks import cancel_and_wait
+
 from .db.models import CallRecord, Webhook, WebhookDelivery
 from .secrets import SecretBox
 
@@ -187,12 +189,7 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._endpoints.values()) if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_and_wait([self._task, *self._endpoints.values()])
         self._endpoints.clear()
         self._task = None
         await self._client.aclose()

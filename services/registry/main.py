@@ -15,6 +15,7 @@ from proto import subjects
 from proto.messages import Heartbeat, RegionSelect, RegionStatus, RegistryQuery, TrunkCheck
 from services.common.bus import Bus
 from services.common.service import Component, run
+from services.common.tasks import cancel_and_wait
 
 from . import topology
 from .api import RegistryApi
@@ -79,13 +80,7 @@ class Registry(Component[RegistrySettings]):
         return handle
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     # --- heartbeats -------------------------------------------------------------------
