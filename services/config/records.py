@@ -273,12 +273,13 @@ class CallRecorder:
     """The durable consumer that keeps `call_records` (and queues status webhooks)."""
 
     def __init__(self, bus: Bus, sm: async_sessionmaker, *, durable: str = "config-call-records",  # type: ignore[type-arg]
-                 batch: int = 256, ack_wait: float = 30.0, on_commit: Callable[[], Awaitable[None] | None] | None = None
+                 batch: int = 256, ack_wait: float = 30.0, linger: float = 0.1, on_commit: Callable[[], Awaitable[None] | None] | None = None
                  ) -> None:
         self.bus = bus
         self.sm = sm
         self.durable = durable
         self.batch = batch
+        self.linger = linger
         self.ack_wait = ack_wait
         self.on_commit = on_commit
         """Called after a commit that queued webhooks (wakes the delivery worker)."""
@@ -330,6 +331,11 @@ class CallRecorder:
             except Exception:
                 log.exception("call-record batch failed")
                 await asyncio.sleep(0.5)
+                continue
+            if len(msgs) < self.batch and self.linger:
+                # Under load, let events gather so that one transaction takes many calls
+                # (a record a fraction of a second later costs nobody anything).
+                await asyncio.sleep(self.linger)
 
     async def handle(self, msgs: list[Msg]) -> None:
         by_call: dict[str, list[tuple[Msg, CallEvent]]] = defaultdict(list)
