@@ -46,11 +46,6 @@ def config_changed_any() -> str:
     return "config.*.changed"
 
 
-def config_api(verb: str) -> str:
-    """Request/reply into the config service used by other services' tools (e.g. reroute)."""
-    return f"config.api.{token(verb)}"
-
-
 # --- media ----------------------------------------------------------------------------
 
 
