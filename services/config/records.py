@@ -321,7 +321,7 @@ class CallRecorder:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # NATS away: try again shortly
-                log.warning("call-record fetch failed: %s", e)
+                log.warning("call-record fetch failed: %r", e)
                 await asyncio.sleep(1.0)
                 continue
             try:
