@@ -20,7 +20,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
-	$(BIN)/mypy proto services/signaling/sip
+	$(BIN)/mypy proto services/signaling services/common
 
 test: lint
 	$(BIN)/python -m pytest $(ARGS)

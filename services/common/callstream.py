@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
@@ -58,7 +59,7 @@ async def follow_events(bus: Bus, *, new_only: bool = True) -> AsyncIterator[Cal
     js = bus.nc.jetstream()
     queue: asyncio.Queue[CallEvent] = asyncio.Queue()
 
-    async def cb(m: nats.aio.msg.Msg) -> None:
+    async def cb(m: Msg) -> None:
         try:
             queue.put_nowait(CallEvent.model_validate_json(m.data))
         except ValidationError:

@@ -48,8 +48,9 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if getattr(record, "call_id", ""):
-            out["call_id"] = record.call_id
+        call_id = getattr(record, "call_id", "")
+        if call_id:
+            out["call_id"] = call_id
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)

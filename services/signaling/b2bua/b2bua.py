@@ -7,7 +7,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from proto import subjects
 from proto.messages import CallEvent
@@ -154,8 +155,8 @@ class B2BUA:
                                      src=there if incoming else here, dst=here if incoming else there,
                                      message=text))
 
-    def _spawn(self, coro: object) -> None:
-        t = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        t = asyncio.ensure_future(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 

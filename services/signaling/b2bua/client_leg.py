@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from proto.messages import (
+    Direction,
     MediaAllocation,
     MediaDtmf,
     MediaLeg,
@@ -74,7 +75,7 @@ def media_update(call_id: str, leg: str, media: NegotiatedMedia) -> MediaUpdate:
         call_id=call_id, leg="a" if leg == "a" else "b", remote_address=media.remote_address,
         remote_port=media.remote_port, remote_rtcp_port=media.remote_rtcp_port,
         telephone_event_pt=media.telephone_event_pt, remote_crypto=srtp_of(media.remote_crypto),
-        direction=media.direction)
+        direction=cast(Direction, media.direction))
 
 
 class ClientLeg:
