@@ -37,7 +37,7 @@ async def read_call_events(bus: Bus, call_id: str, *, batch: int = 256, wait: fl
         while True:
             try:
                 msgs = await sub.fetch(batch, timeout=wait)
-            except (nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
                 break
             for m in msgs:
                 try:

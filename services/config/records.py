@@ -316,8 +316,8 @@ class CallRecorder:
         while True:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=1.0)
-            except (nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
-                continue
+            except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.FetchTimeoutError):
+                continue  # nothing new (nats-py raises either kind of timeout here)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # NATS away: try again shortly
