@@ -356,3 +356,16 @@ async def test_cross_region_client_holds_and_hangs_up(tmp_path: Path) -> None:
         assert await finish(c, tmp_path, "carrier") == 0
         assert (await stack.wait_event("ended")).payload["by"] == "callee"
         assert [e.node for e in stack.kinds("hold")] == ["signaling-us2"]
+
+
+async def test_info_from_the_client_reaches_the_carrier(tmp_path: Path) -> None:
+    """SIP INFO (e.g. application/dtmf-relay) is relayed to the other leg and its answer
+    comes back (RFC 6086)."""
+    async with running_stack(tmp_path) as stack:
+        pbx, uri = await sip_client(tmp_path, "pbx", "client_sends_info.xml")
+        await stack.provision(NUMBER, targets(uri))
+        c = await carrier(stack, tmp_path, "carrier_call_info.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0  # it got the INFO with Signal=5
+        assert await finish(pbx, tmp_path, "pbx") == 0  # it got the carrier's 200 back
+        relayed = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("INFO")]
+        assert len(relayed) == 1 and "application/dtmf-relay" in relayed[0].payload["message"]

@@ -19,7 +19,7 @@ from services.common.logging import call_context
 
 from .. import metrics
 from ..errors import CallSetupError
-from ..sip.message import REASON_PHRASES
+from ..sip.message import REASON_PHRASES, Request
 from ..sip.sdp import (
     NegotiatedMedia,
     SdpRejection,
@@ -29,7 +29,7 @@ from ..sip.sdp import (
     parse_sdp,
     validate_answer,
 )
-from .client_leg import ClientLeg, answer_refresh, media_update
+from .client_leg import ClientLeg, answer_refresh, media_update, send_info
 from .numbers import NotANumber, caller_of, tracking_number
 from .policy import Attempt, Result, carrier_status, record_result
 from .remote import RemoteClientLeg
@@ -265,6 +265,13 @@ class Call:
                         pdd_ms=round((self.state.answered_at - self.state.started) * 1000))
         return True
 
+    async def relay_info(self, request: Request) -> int:
+        """The client's INFO, passed on to the carrier."""
+        dialog = self.incoming.dialog
+        if dialog is None or dialog.terminated:
+            return 481
+        return await send_info(self.ep, dialog, request)
+
     async def client_ended(self, reason: str) -> None:
         if self.ended.is_set():
             return
@@ -356,7 +363,10 @@ class Call:
         if m in ("INVITE", "UPDATE"):
             await self._refresh(incoming)
             return
-        if m in ("OPTIONS", "INFO"):
+        if m == "INFO":
+            incoming.respond(await self.leg.relay_info(incoming.request) if self.leg is not None else 481)
+            return
+        if m == "OPTIONS":
             incoming.respond(200)
             return
         incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO")])

@@ -63,6 +63,11 @@ class LegPeer(Protocol):
         """The client hung up an answered call."""
         ...
 
+    async def relay_info(self, request: Request) -> int:
+        """An INFO from the client (e.g. application/dtmf-relay), for the carrier: the
+        status of the carrier's answer."""
+        ...
+
 
 def srtp_of(crypto: Crypto | None) -> SrtpCrypto | None:
     if crypto is None:
@@ -368,6 +373,13 @@ class ClientLeg:
         except Exception:
             pass
 
+    async def relay_info(self, request: Request) -> int:
+        """Pass the carrier's INFO on to the client (RFC 6086: in the dialog, same body)."""
+        h = self.handle
+        if h is None or h.dialog is None or h.dialog.terminated:
+            return 481
+        return await send_info(self.ep, h.dialog, request, tls=self.tls, server_name=self.server_name)
+
     def release(self) -> None:
         self.b2bua.unbind_sip_call_id(self.sip_call_id)
 
@@ -386,7 +398,10 @@ class ClientLeg:
         if m in ("INVITE", "UPDATE"):
             await self._refresh(incoming)
             return
-        if m in ("OPTIONS", "INFO"):
+        if m == "INFO":
+            incoming.respond(await self.peer.relay_info(incoming.request))
+            return
+        if m == "OPTIONS":
             incoming.respond(200)
             return
         incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK")])
@@ -398,6 +413,22 @@ class ClientLeg:
             await self.update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)
             await self.emit("hold" if self.media.on_hold else "media_refresh", leg="b", method=incoming.method)
+
+
+async def send_info(ep: Any, dialog: Any, request: Request, *, tls: ClientTlsOptions | None = None,
+                    server_name: str | None = None) -> int:
+    """An INFO with the body of `request` in `dialog`; the status of the answer (408 when
+    none comes)."""
+    info = dialog.create_request("INFO", body=request.body, content_type=request.headers.get("Content-Type"))
+    for name in ("Info-Package", "Recv-Info"):  # RFC 6086 §7
+        for value in request.headers.get_all(name):
+            info.headers.add(name, value)
+    sent = await ep.request(info, tls=tls, server_name=server_name)
+    try:
+        final = await asyncio.wait_for(sent.final(), 10.0)
+    except TimeoutError:
+        return 408
+    return int(final.status)
 
 
 class Side(Protocol):

@@ -105,6 +105,9 @@ class RemoteClientLeg:
     async def hang_up(self, reason: str, cause: int = 200) -> None:
         await self._tell("bye", reason)
 
+    async def relay_info(self, request: object) -> int:
+        return 200  # not relayed across regions: answered here
+
     def release(self) -> None:
         asyncio.get_running_loop().create_task(self._unsubscribe())
 
@@ -142,6 +145,9 @@ class BusPeer:
 
     async def client_ended(self, reason: str) -> None:
         await self.b2bua.bus.publish(self._subject(), LegSignal(call_id=self.id, kind="ended", reason=reason))
+
+    async def relay_info(self, request: object) -> int:
+        return 200  # not relayed across regions: answered here
 
     async def result(self, attempts: list[Attempt]) -> None:
         await self.b2bua.bus.publish(self._subject(), LegSignal(
