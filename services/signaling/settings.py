@@ -26,5 +26,7 @@ class SignalingSettings(CommonSettings):
     max_call_duration: float = 4 * 3600.0
     """Seconds; a longer call is ended with BYE both ways. 0 means no limit."""
     bus_timeout: float = 2.0
+    trunk_cache: float = 5.0
+    """Seconds a carrier-trunk check is reused for the same source address."""
     t1: float = 0.5
     """RFC 3261 T1 (seconds); T2 and T4 follow the RFC's defaults."""

@@ -54,7 +54,8 @@ class B2BUA:
     def __init__(self, bus: Bus, settings: SignalingSettings) -> None:
         self.bus = bus
         self.settings = settings
-        self.backends = Backends(bus, timeout=settings.bus_timeout, local_mode=settings.local_mode)
+        self.backends = Backends(bus, timeout=settings.bus_timeout, local_mode=settings.local_mode,
+                                 trunk_cache=settings.trunk_cache)
         self.events = CallEventPublisher(bus, "signaling", settings.region, settings.node_id)
         self.endpoint = SipEndpoint(
             on_request=self.on_request,

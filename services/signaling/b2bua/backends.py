@@ -6,6 +6,7 @@ call code reads as the flow it is."""
 from __future__ import annotations
 
 import logging
+import time
 
 from proto import subjects
 from proto.messages import (
@@ -34,15 +35,27 @@ RETRY_AFTER = 30
 
 
 class Backends:
-    def __init__(self, bus: Bus, *, timeout: float = 2.0, local_mode: bool = False) -> None:
+    def __init__(self, bus: Bus, *, timeout: float = 2.0, local_mode: bool = False,
+                 trunk_cache: float = 5.0) -> None:
         self.bus = bus
         self.timeout = timeout
         self.local_mode = local_mode
+        self.trunk_cache = trunk_cache
+        self._trunks: dict[str, tuple[bool, float]] = {}  # address -> (allowed, until)
 
     async def is_trunk(self, address: str) -> bool:
+        """Is this source a carrier trunk? Answers are kept a few seconds: a carrier sends
+        many calls from one address, and a trunk change still takes effect within that."""
+        now = time.monotonic()
+        cached = self._trunks.get(address)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         try:
             r = await self.bus.request(subjects.registry_trunk_check(), TrunkCheck(address=address),
                                        TrunkCheckResult, timeout=self.timeout)
+            if len(self._trunks) > 10_000:
+                self._trunks = {a: v for a, v in self._trunks.items() if v[1] > now}
+            self._trunks[address] = (r.allowed, now + self.trunk_cache)
             return r.allowed
         except BusError as e:
             if self.local_mode and address.startswith("127."):
