@@ -369,3 +369,22 @@ async def test_info_from_the_client_reaches_the_carrier(tmp_path: Path) -> None:
         assert await finish(pbx, tmp_path, "pbx") == 0  # it got the carrier's 200 back
         relayed = [e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("INFO")]
         assert len(relayed) == 1 and "application/dtmf-relay" in relayed[0].payload["message"]
+
+
+async def test_client_over_tcp(tmp_path: Path) -> None:
+    """A `;transport=tcp` target: the client leg runs over TCP (SIPp in t1 mode), the
+    carrier's over UDP; the call connects and ends normally."""
+    async with running_stack(tmp_path) as stack:
+        port = udp_free_port()
+        pbx = await sipp(tmp_path, "pbx", "-sf", str(SCENARIOS / "client_answer.xml"), "-t", "t1",
+                         "-p", str(port), "-mp", str(udp_free_port()), "-m", "1")
+        await asyncio.sleep(0.3)  # SIPp's TCP listener
+        uri = f"sip:100@127.0.0.1:{port};transport=tcp"
+        await stack.provision(NUMBER, targets(uri))
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert (await stack.wait_event("dialing")).payload["transport"] == "tcp"
+        assert (await stack.wait_event("ended")).payload["result"] == "completed"
+        tcp_out = [e for e in stack.events if e.kind == "sip_out" and e.payload["transport"] == "tcp"]
+        assert {e.payload["first_line"].split()[0] for e in tcp_out} >= {"INVITE", "ACK", "BYE"}
+        await stop(pbx)
