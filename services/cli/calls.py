@@ -78,6 +78,9 @@ async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]
     except BusError as e:
         print(str(e), file=sys.stderr)
         return 1
+    except subjects.SubjectError:
+        print("a call id is letters, digits, '-' and '_' only", file=sys.stderr)
+        return 2
     finally:
         await bus.close()
 

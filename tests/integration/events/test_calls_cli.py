@@ -71,6 +71,8 @@ async def test_show_prints_the_timeline_in_order(bus: Bus, nats_server: NatsServ
 
     r = await asyncio.to_thread(cli, nats_server.url, "show", "nope")
     assert r.returncode == 1 and "no events for call nope" in r.stderr
+    r = await asyncio.to_thread(cli, nats_server.url, "show", "call.>")
+    assert r.returncode == 2 and "call id is letters" in r.stderr and "Traceback" not in r.stderr
 
 
 async def test_replay_republishes_every_event(bus: Bus, nats_server: NatsServer) -> None:
