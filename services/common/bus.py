@@ -96,6 +96,10 @@ class Bus:
         async def error(e: Exception) -> None:
             log.debug("bus error: %s", e)
 
+        # nats-py keeps retrying a first connect that fails when asked for 0 attempts (or
+        # for no reconnection at all): a one-shot tool asking for 0 gets 1, and an error.
+        if max_reconnect_attempts == 0:
+            max_reconnect_attempts = 1
         nc = await nats.connect(
             url,
             name=name,

@@ -132,3 +132,13 @@ async def test_request_survives_server_restart(nats_server: NatsServer) -> None:
     else:
         pytest.fail("no answer after the server restarted")
     await b.close()
+
+
+async def test_one_shot_connect_to_nothing_is_an_error_not_a_hang() -> None:
+    """A CLI asks for no reconnection: an unreachable NATS must raise (nats-py would retry
+    the first connect for ever)."""
+    from services.common.natsserver import free_port
+
+    with pytest.raises(Exception, match="no servers"):
+        await asyncio.wait_for(
+            Bus.connect(f"nats://127.0.0.1:{free_port()}", "cli", connect_timeout=0.5, max_reconnect_attempts=0), 15)
