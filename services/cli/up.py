@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -56,19 +57,37 @@ def check_port(host: str, pc: PortCheck) -> None:
             ) from None
 
 
+def port(text: str) -> int:
+    """An argparse type: a TCP/UDP port number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1-65535)")
+    return value
+
+
+def region_code(text: str) -> str:
+    """An argparse type: a region code such as us1 (it becomes part of bus subjects)."""
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a region code (letters, digits, '-', '_'), e.g. us1")
+    return text
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
     p.add_argument("--nats-url", default=env("SWITCHBOARD_NATS_URL"),
                    help="use this NATS instead of starting one")
-    p.add_argument("--nats-port", type=int, default=int(env("SWITCHBOARD_NATS_PORT", "4222")),
+    p.add_argument("--nats-port", type=port, default=env("SWITCHBOARD_NATS_PORT", "4222"),
                    help="port of the embedded nats-server (a free one if taken)")
     p.add_argument("--host", default=env("SWITCHBOARD_SIP_HOST", "127.0.0.1"),
                    help="address to listen on for SIP and HTTP")
-    p.add_argument("--sip-port", type=int, default=int(env("SWITCHBOARD_SIP_PORT", "5060")))
-    p.add_argument("--sip-tls-port", type=int, default=int(env("SWITCHBOARD_SIP_TLS_PORT", "5061")))
-    p.add_argument("--http-port", type=int, default=int(env("SWITCHBOARD_HTTP_PORT", "8080")))
+    p.add_argument("--sip-port", type=port, default=env("SWITCHBOARD_SIP_PORT", "5060"))
+    p.add_argument("--sip-tls-port", type=port, default=env("SWITCHBOARD_SIP_TLS_PORT", "5061"))
+    p.add_argument("--http-port", type=port, default=env("SWITCHBOARD_HTTP_PORT", "8080"))
     p.add_argument("--data-dir", type=Path, default=Path(env("SWITCHBOARD_DATA_DIR", "var")))
-    p.add_argument("--region", default=env("SWITCHBOARD_REGION", "us1"))
+    p.add_argument("--region", type=region_code, default=env("SWITCHBOARD_REGION", "us1"))
     p.add_argument("--database-url", default=env("SWITCHBOARD_DATABASE_URL"))
 
 

@@ -103,3 +103,14 @@ def test_http_port_taken_names_the_flag(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=30,
         )
     assert r.returncode == 2 and "--http-port" in r.stderr and "SWITCHBOARD_HTTP_PORT" in r.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sip-port", "99999"], "99999 is not a port"),
+    (["--http-port", "http"], "'http' is not a port number"),
+    (["--region", "us1.>"], "is not a region code"),
+])
+def test_bad_flags_are_clear_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    r = subprocess.run(SWITCHBOARD + ["up", "--data-dir", str(tmp_path), *args],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
