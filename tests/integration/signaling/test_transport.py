@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from services.signaling.transport import Addr, Limits, TransportError, Transport
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "signaling"))
 from dns_server import FakeDns  # noqa: E402
 
-WAIT = 5.0  # an upper bound for things that happen at once; never a timing assertion
+sys.path.insert(0, str(Path(__file__).parent))
+from transport_helpers import WAIT, Factory, Sink  # noqa: E402, F401
 
 
 def msg(body: bytes = b"", call_id: str = "a", transport: str = "TCP") -> bytes:
@@ -25,42 +26,6 @@ def msg(body: bytes = b"", call_id: str = "a", transport: str = "TCP") -> bytes:
         "Max-Forwards: 70\r\nTo: <sip:bob@example.com>\r\nFrom: <sip:a@example.com>;tag=1\r\n"
         f"Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[tuple[bytes, Addr, Addr]] = asyncio.Queue()
-        self.errors: asyncio.Queue[tuple[Addr, str]] = asyncio.Queue()
-
-    def on_message(self, data: bytes, source: Addr, local: Addr) -> None:
-        self.messages.put_nowait((data, source, local))
-
-    def on_error(self, addr: Addr, reason: str) -> None:
-        self.errors.put_nowait((addr, reason))
-
-    async def message(self) -> tuple[bytes, Addr, Addr]:
-        return await asyncio.wait_for(self.messages.get(), WAIT)
-
-    async def error(self) -> tuple[Addr, str]:
-        return await asyncio.wait_for(self.errors.get(), WAIT)
-
-
-Factory = Callable[..., tuple[TransportLayer, Sink]]
-
-
-@pytest.fixture
-async def make_layer() -> AsyncIterator[Factory]:
-    layers: list[TransportLayer] = []
-
-    def make(limits: Limits | None = None) -> tuple[TransportLayer, Sink]:
-        sink = Sink()
-        layer = TransportLayer(sink.on_message, sink.on_error, limits=limits)
-        layers.append(layer)
-        return layer, sink
-
-    yield make
-    for layer in layers:
-        await layer.close()
 
 
 async def closed_by_peer(reader: asyncio.StreamReader) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,8 @@ from services.signaling.transport.tls import client_context
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tls_helpers import TestCA  # noqa: E402
+from transport_helpers import WAIT, Factory, Sink  # noqa: E402, F401
 
-WAIT = 5.0
 OPTIONS = (
     b"OPTIONS sip:bob@sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK1\r\n"
     b"Max-Forwards: 70\r\nTo: <sip:bob@sip.test>\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: t\r\n"
@@ -32,45 +31,9 @@ OPTIONS = (
 OK = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.messages: asyncio.Queue[tuple[bytes, Addr, Addr]] = asyncio.Queue()
-        self.errors: asyncio.Queue[tuple[Addr, str]] = asyncio.Queue()
-
-    def on_message(self, data: bytes, source: Addr, local: Addr) -> None:
-        self.messages.put_nowait((data, source, local))
-
-    def on_error(self, addr: Addr, reason: str) -> None:
-        self.errors.put_nowait((addr, reason))
-
-    async def message(self) -> tuple[bytes, Addr, Addr]:
-        return await asyncio.wait_for(self.messages.get(), WAIT)
-
-    async def error(self) -> tuple[Addr, str]:
-        return await asyncio.wait_for(self.errors.get(), WAIT)
-
-
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
     return TestCA(tmp_path_factory.mktemp("pki"))
-
-
-Factory = Callable[..., tuple[TransportLayer, Sink]]
-
-
-@pytest.fixture
-async def make_layer() -> AsyncIterator[Factory]:
-    layers: list[TransportLayer] = []
-
-    def make(limits: Limits | None = None) -> tuple[TransportLayer, Sink]:
-        sink = Sink()
-        layer = TransportLayer(sink.on_message, sink.on_error, limits=limits)
-        layers.append(layer)
-        return layer, sink
-
-    yield make
-    for layer in layers:
-        await layer.close()
 
 
 async def tls_server(make_layer: Factory, cert_names: tuple[str, ...], ca: TestCA, **kw: object):  # type: ignore[no-untyped-def]
