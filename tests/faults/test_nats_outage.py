@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: tests.interop is importable
 
 from tests.interop.stack import running_stack, udp_free_port  # noqa: E402
+from tests.interop.test_b2bua_failover import carrier  # noqa: E402
 from tests.interop.test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp  # noqa: E402
 
 pytestmark = [
@@ -21,20 +22,13 @@ pytestmark = [
 ]
 
 
-async def carrier(stack, tmp: Path, scenario: str, name: str, *extra: str) -> asyncio.subprocess.Process:  # type: ignore[no-untyped-def]
-    return await sipp(tmp, name, "-sf", str(SCENARIOS / scenario), "-set", "caller", "15550001111",
-                      "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
-                      "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", *extra,
-                      f"127.0.0.1:{stack.sip_port}")
-
-
 async def test_calls_fail_cleanly_without_nats_and_work_again_after(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         port = udp_free_port()
         await stack.provision(NUMBER, [{"uri": f"sip:100@127.0.0.1:{port}", "priority": 1}])
 
         stack.nats.stop()
-        c = await carrier(stack, tmp_path, "carrier_rejected.xml", "down", "-trace_msg")
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml", "-trace_msg", name="down")
         assert await finish(c, tmp_path, "down") == 0  # it got a final error response and ACKed it
         # What the carrier saw (SIPp's message log): 503 with Retry-After, no silence.
         received = "".join(p.read_text() for p in tmp_path.glob("carrier_rejected_*_messages.log"))
@@ -45,7 +39,7 @@ async def test_calls_fail_cleanly_without_nats_and_work_again_after(tmp_path: Pa
                          "-mp", str(udp_free_port()), "-m", "1")
         deadline = asyncio.get_running_loop().time() + 40
         while True:  # the services reconnect on their own; the registry judges again
-            c = await carrier(stack, tmp_path, "carrier_call.xml", "up", "-d", "200")
+            c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "200", name="up")
             if await finish(c, tmp_path, "up") == 0:
                 break
             assert asyncio.get_running_loop().time() < deadline, "no call connected after NATS came back"

@@ -30,9 +30,10 @@ async def sip_client(tmp: Path, name: str, scenario: str, *extra: str) -> tuple[
     return proc, f"sip:100@127.0.0.1:{port}"
 
 
-async def carrier(stack: Stack, tmp: Path, scenario: str | Path, *extra: str) -> asyncio.subprocess.Process:
+async def carrier(stack: Stack, tmp: Path, scenario: str | Path, *extra: str,
+                  name: str = "carrier") -> asyncio.subprocess.Process:
     """The carrier: a scenario of ./scenarios by name, or a scenario file."""
-    return await sipp(tmp, "carrier", "-sf", str(SCENARIOS / scenario), "-set", "caller", "15550001111",
+    return await sipp(tmp, name, "-sf", str(SCENARIOS / scenario), "-set", "caller", "15550001111",
                       "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
                       "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", *extra,
                       f"127.0.0.1:{stack.sip_port}")
@@ -294,9 +295,7 @@ async def test_draining_node_refuses_new_calls_and_keeps_calls_in_progress(tmp_p
         await stack.wait_event("answered")
         stack.stops["signaling"].set()  # SIGTERM: the node drains
         await asyncio.sleep(0.3)
-        second = await sipp(tmp_path, "second", "-sf", str(SCENARIOS / "carrier_rejected.xml"), "-set", "caller", "15550002222",
-                            "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
-                            "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", f"127.0.0.1:{stack.sip_port}")
+        second = await carrier(stack, tmp_path, "carrier_rejected.xml", name="second")
         assert await finish(second, tmp_path, "second") == 0
         refusal = [e for e in stack.events if e.kind == "failed" and e.payload.get("reason") == "Node draining"]
         assert refusal and refusal[0].payload["sip_status"] == 503
