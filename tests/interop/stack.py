@@ -25,6 +25,25 @@ from services.common.service import serve
 ADMIN = "test-admin-token"
 
 
+def sip_free_port() -> int:
+    """A port free for both UDP and TCP (a SIP listener takes both), chosen below the
+    kernel's ephemeral range (32768+) so that no outgoing connection of another test can
+    take it between this check and the service's bind."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randrange(23000, 32000)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no port free for both UDP and TCP in 23000-32000")
+
+
 def udp_free_port() -> int:
     import socket
 
@@ -139,7 +158,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
     nats.start()
     bus = await Bus.connect(nats.url, "test-stack")
     await bus.ensure_calls_stream()
-    stack = Stack(nats=nats, bus=bus, api="", sip_port=udp_free_port(), sip_tls_port=free_port(), data_dir=tmp_path)
+    stack = Stack(nats=nats, bus=bus, api="", sip_port=sip_free_port(), sip_tls_port=sip_free_port(), data_dir=tmp_path)
 
     async def collect(ev: CallEvent) -> None:
         stack.events.append(ev)
@@ -165,7 +184,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
         await start_service(stack, "signaling", "signaling", **sig)
         for region in other_signaling_regions:
             # Another region's signaling node, on its own SIP port (it originates client legs).
-            await start_service(stack, f"signaling_{region}", "signaling", region=region, sip_port=udp_free_port(),
+            await start_service(stack, f"signaling_{region}", "signaling", region=region, sip_port=sip_free_port(),
                                 sip_tls_port=0, t1=ring_t1)
         await _wait_ready(stack, media_regions)
         yield stack

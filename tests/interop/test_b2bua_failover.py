@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .stack import Stack, running_stack, udp_free_port
+from .stack import Stack, running_stack, sip_free_port, udp_free_port
 from .test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp
 
 pytestmark = [
@@ -374,7 +374,7 @@ async def test_client_over_tcp(tmp_path: Path) -> None:
     """A `;transport=tcp` target: the client leg runs over TCP (SIPp in t1 mode), the
     carrier's over UDP; the call connects and ends normally."""
     async with running_stack(tmp_path) as stack:
-        port = udp_free_port()
+        port = sip_free_port()
         pbx = await sipp(tmp_path, "pbx", "-sf", str(SCENARIOS / "client_answer.xml"), "-t", "t1",
                          "-p", str(port), "-mp", str(udp_free_port()), "-m", "1")
         await asyncio.sleep(0.3)  # SIPp's TCP listener
