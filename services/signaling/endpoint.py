@@ -329,7 +329,9 @@ class SipEndpoint:
 
         task = self._spawn(send())
         self._chains[dest] = task
-        task.add_done_callback(lambda done: self._chains.pop(dest) if self._chains.get(dest) is done else None)
+        task.add_done_callback(
+            lambda done: self._chains.pop(dest) if self._chains.get(dest) is done else None
+        )
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
