@@ -43,7 +43,7 @@ from services.signaling.sip.core import (
     redact,
 )
 from services.signaling.sip.dialog import Dialog, next_hop
-from services.signaling.sip.headers import NameAddress, Reason
+from services.signaling.sip.headers import Reason
 from services.signaling.sip.message import Request, Response
 from services.signaling.sip.transaction import ServerTransaction, Timers
 from services.signaling.transport import (
@@ -186,6 +186,9 @@ class SipEndpoint:
         )
         self.timers, self.layer, self.dialogs = self.core.timers, self.core.layer, self.core.dialogs
         self.stats = self.core.stats
+        # Addresses and request building are the core's (pure), with their signatures.
+        self.local_addr, self.contact = self.core.local_addr, self.core.contact
+        self.create_request = self.core.create_request
         self._chains: dict[Addr, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
@@ -212,36 +215,6 @@ class SipEndpoint:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
-
-    # -- addresses and requests (the core's)
-
-    def local_addr(self, transport: str) -> Addr | None:
-        return self.core.local_addr(transport)
-
-    def contact(
-        self, local: Addr | None = None, *, transport: str | None = None, user: str | None = None
-    ) -> str:
-        return self.core.contact(local, transport=transport, user=user)
-
-    def create_request(
-        self,
-        method: str,
-        uri: str,
-        *,
-        from_: NameAddress | str,
-        to: NameAddress | str,
-        call_id: str | None = None,
-        cseq: int = 1,
-        transport: str = "udp",
-        headers: Sequence[tuple[str, str]] = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-    ) -> Request:
-        """An out-of-dialog request with a From tag, a new Call-ID, our Contact and a
-        placeholder Via (completed when sent)."""
-        return self.core.create_request(method, uri, from_=from_, to=to, call_id=call_id, cseq=cseq,
-                                        transport=transport, headers=headers, body=body,
-                                        content_type=content_type)  # fmt: skip
 
     # -- sending
 
