@@ -143,11 +143,11 @@ def test_large_request_goes_over_tcp_first() -> None:
 
 def test_cancel_is_held_until_a_provisional_response() -> None:
     core = new_core()
-    call, _ = core.send_request(invite(core), [A, B], 0.0)
+    call, _ = core.send_request(invite(core), [A, B], 0.0, options="tls-a")
     assert core.cancel(call, 0.05) == []  # nothing yet to CANCEL (§9.1)
     out = answer(core, call.request, 100, A, 0.1)
     cancel = [t for t in sent(out) if isinstance(t.message, Request) and t.message.method == "CANCEL"]
-    assert len(cancel) == 1 and cancel[0].dest == A
+    assert len(cancel) == 1 and cancel[0].dest == A and cancel[0].options == "tls-a"  # as its INVITE
     assert cancel[0].message.top_via.branch == call.request.top_via.branch  # §9.1: same branch
     out = answer(core, call.request, 487, A, 0.2)
     assert responses(out) == [487] and call.attempts == []  # B is not tried after a CANCEL
@@ -301,6 +301,22 @@ def test_forked_second_2xx_is_acked_and_byed_and_the_first_is_acked_again() -> N
     out = answer(core, call.request, 200, A, 0.3, tag="one")  # the winner's 2xx again: ACK again
     assert [(t.dest, t.message.method) for t in sent(out)] == [(A, "ACK")] and responses(out) == []
     assert call.dialog.remote_tag == "one" and len(core.dialogs) == 1
+
+
+def test_2xx_after_the_transaction_ended_is_acked_again_or_dropped() -> None:
+    core = new_core()
+    call, _ = core.send_request(invite(core), [A], 0.0)
+    answer(core, call.request, 200, A, 0.1)
+    assert call.dialog is not None
+    core.send_ack(call.dialog.create_ack(call.request), A, 0.1, dialog=call.dialog)
+    now, _ = run_timers(core, 100.0)  # Timer M and the INVITE record expire (RFC 6026 §8.4)
+    assert core.next_timer() is None and len(core.layer) == 0
+    out = answer(core, call.request, 200, A, now + 1)  # a late retransmission: a stray 2xx
+    assert [(t.dest, t.message.method) for t in sent(out)] == [(A, "ACK")] and responses(out) == []
+    stranger = make_response(call.request, 200, to_tag="x")
+    stranger.headers.set("Call-ID", "unknown-call")
+    out = core.receive(bytes(stranger), A, LOCAL, now + 2)
+    assert sent(out) == [] and core.stats["stray_2xx_dropped"] == 1  # nothing to ACK it with
 
 
 # ----------------------------------------------------------------------------- redaction
