@@ -61,3 +61,10 @@ class ConfigSettings(CommonSettings):
     """Calls delivered at once to one endpoint (each call's events stay in order)."""
     webhook_log_retention: float = 30 * 24 * 3600.0
     """Seconds a finished delivery stays in the log (GET /v1/webhooks/{id}/deliveries)."""
+
+    # --- the web console (at /)
+    console_session_ttl: float = 8 * 3600.0
+    """Seconds a console sign-in lasts."""
+    console_signin_attempts: int = Field(default=5, ge=1)
+    """Failed console sign-ins allowed per client address within console_signin_window."""
+    console_signin_window: float = 60.0

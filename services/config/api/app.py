@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from ..console import mount as mount_console
 from . import problems
 from .context import AppContext
 from .routes import accounts, calls, health, receiving_numbers, registry, tracking_numbers, webhooks
@@ -30,6 +31,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     for r in (health.router, accounts.router, receiving_numbers.router, tracking_numbers.router, registry.router,
               calls.router, webhooks.router):
         app.include_router(r)
+    # The web console at / (a client of the routes above; /v1 and /docs stay as they are).
+    mount_console(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -1,0 +1,119 @@
+"""Form posts -> API request bodies. Input names are the API's field paths
+(`sip_targets[0].uri`), so a problem's field error lands next to the input it names.
+Values are passed as typed (strings for numbers too): checking them is the API's job."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+TARGET_ROWS = 3
+"""Target rows on the receiving-number form (the first is the SIP Client; more under More options)."""
+
+
+class Form:
+    def __init__(self, body: bytes) -> None:
+        self._data = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=500)
+
+    def get(self, name: str, default: str = "") -> str:
+        values = self._data.get(name)
+        return values[0] if values else default
+
+    def all(self, name: str) -> list[str]:
+        return list(self._data.get(name, []))
+
+    def on(self, name: str) -> bool:
+        return name in self._data
+
+    def text(self, name: str) -> str | None:
+        """A trimmed value, None when empty (the field is left out of the request)."""
+        v = self.get(name).strip()
+        return v or None
+
+
+def _put(body: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        body[key] = value
+
+
+def receiving_number_body(f: Form, *, edit: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": f.get("name"), "dial_sip_client": f.on("dial_sip_client"),
+                            "enabled": f.on("enabled")}
+    targets: list[dict[str, Any]] = []
+    if f.on("dial_sip_client"):
+        for i in range(TARGET_ROWS):
+            p = f"sip_targets[{i}]."
+            uri = f.get(p + "uri").strip()
+            if not uri and (i > 0 or f.text(p + "id")):
+                continue  # an empty extra row is not a target (an emptied existing one is removed)
+            t: dict[str, Any] = {"uri": uri}
+            _put(t, "id", f.text(p + "id"))
+            _put(t, "username", f.text(p + "username"))
+            # Write-only: an empty field keeps the stored password (on edit), unless removal is ticked.
+            if f.get(p + "password"):
+                t["password"] = f.get(p + "password")
+            elif edit and f.on(p + "password_remove"):
+                t["password"] = None
+            _put(t, "priority", f.text(p + "priority"))
+            _put(t, "weight", f.text(p + "weight"))
+            t["enabled"] = f.on(p + "enabled") or not f.on(p + "enabled_shown")
+            tls: dict[str, Any] = {"verify": f.on(p + "tls.verify") or not f.on(p + "tls.verify_shown")}
+            _put(tls, "ca_pem", f.text(p + "tls.ca_pem"))
+            _put(tls, "client_cert_pem", f.text(p + "tls.client_cert_pem"))
+            if f.text(p + "tls.client_key_pem"):
+                tls["client_key_pem"] = f.get(p + "tls.client_key_pem")
+            t["tls"] = tls
+            targets.append(t)
+    body["sip_targets"] = targets
+    _put(body, "ring_timeout", f.text("ring_timeout"))
+    if edit:
+        body["send_digits"] = f.text("send_digits")
+        body["region"] = f.text("region")
+    else:
+        _put(body, "send_digits", f.text("send_digits"))
+        _put(body, "region", f.text("region"))
+    return body
+
+
+def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) -> dict[str, Any]:
+    """What the form shows: the stored receiving number, or what was just posted (after an
+    error). Passwords and client keys are never among them."""
+    if f is not None:
+        v: dict[str, Any] = {k: f.get(k) for k in ("name", "ring_timeout", "send_digits", "region")}
+        v["dial_sip_client"] = f.on("dial_sip_client")
+        v["enabled"] = f.on("enabled")
+        rows = []
+        for i in range(TARGET_ROWS):
+            p = f"sip_targets[{i}]."
+            rows.append({"id": f.get(p + "id"), "uri": f.get(p + "uri"), "username": f.get(p + "username"),
+                         "priority": f.get(p + "priority", "10"), "weight": f.get(p + "weight", "10"),
+                         "enabled": f.on(p + "enabled") or not f.on(p + "enabled_shown"),
+                         "has_password": f.get(p + "has_password") == "1",
+                         "has_client_key": f.get(p + "has_client_key") == "1",
+                         "tls": {"verify": f.on(p + "tls.verify") or not f.on(p + "tls.verify_shown"),
+                                 "ca_pem": f.get(p + "tls.ca_pem"),
+                                 "client_cert_pem": f.get(p + "tls.client_cert_pem")}})
+        v["targets"] = rows
+        return v
+    v = {"name": "", "ring_timeout": "30", "send_digits": "", "region": "", "dial_sip_client": True,
+         "enabled": True}
+    stored: list[dict[str, Any]] = []
+    if rn is not None:
+        v.update(name=rn["name"], ring_timeout=str(rn["ring_timeout"]), send_digits=rn.get("send_digits") or "",
+                 region=rn.get("region") or "", dial_sip_client=rn["dial_sip_client"], enabled=rn["enabled"])
+        stored = rn["sip_targets"]
+    rows = []
+    for i in range(TARGET_ROWS):
+        t = stored[i] if i < len(stored) else None
+        if t is None:
+            rows.append({"id": "", "uri": "", "username": "", "priority": "10", "weight": "10", "enabled": True,
+                         "has_password": False, "has_client_key": False,
+                         "tls": {"verify": True, "ca_pem": "", "client_cert_pem": ""}})
+        else:
+            rows.append({"id": t["id"], "uri": t["uri"], "username": t.get("username") or "",
+                         "priority": str(t["priority"]), "weight": str(t["weight"]), "enabled": t["enabled"],
+                         "has_password": t["has_password"], "has_client_key": t["tls"]["has_client_key"],
+                         "tls": {"verify": t["tls"]["verify"], "ca_pem": t["tls"].get("ca_pem") or "",
+                                 "client_cert_pem": t["tls"].get("client_cert_pem") or ""}})
+    v["targets"] = rows
+    return v

@@ -1,0 +1,133 @@
+"""A call's ladder diagram (like sngrep's): one column per party — the carrier, Switchboard,
+each SIP client — and every SIP message of both legs as an arrow in time order, with the
+call's decisions (routing, region, media worker, failover) as notes on Switchboard's line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SIP_KINDS = ("sip_in", "sip_out")
+# What a decision note shows, per event field (the rest is in the event list).
+NOTE_FIELDS = ("tracking_number", "receiving_number_id", "region", "worker_id", "target", "dest", "sip_status",
+               "status", "reason", "digit", "leg", "by", "result")
+
+COL_WIDTH = 260
+LEFT = 130
+ROW = 34
+TOP = 70
+
+
+@dataclass
+class Column:
+    label: str
+    addr: str
+    x: int
+
+
+@dataclass
+class Row:
+    index: int
+    y: int
+    t: float
+    """Seconds since the call's first event."""
+    kind: str
+    label: str
+    x1: int = 0
+    x2: int = 0
+    transport: str = ""
+    message: str = ""
+    src: str = ""
+    dst: str = ""
+
+    @property
+    def is_sip(self) -> bool:
+        return self.kind in SIP_KINDS
+
+    @property
+    def anchor(self) -> str:
+        return f"ev-{self.index}"
+
+    @property
+    def mid(self) -> int:
+        return (self.x1 + self.x2) // 2
+
+    @property
+    def leftward(self) -> bool:
+        return self.x2 < self.x1
+
+
+@dataclass
+class Ladder:
+    columns: list[Column] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+
+    @property
+    def sip_count(self) -> int:
+        return sum(1 for r in self.rows if r.is_sip)
+
+
+def note(ev: dict[str, Any]) -> str:
+    p = ev.get("payload") or {}
+    parts = [f"{k}={p[k]}" for k in NOTE_FIELDS if p.get(k) not in (None, "", [], {})]
+    return f"{ev.get('kind', '')}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def build(events: list[dict[str, Any]]) -> Ladder:
+    """The ladder of a call's events (as GET /v1/calls/{id}/events lists them)."""
+    lad = Ladder()
+    if not events:
+        return lad
+    ours: list[str] = []
+    peers: list[str] = []
+    for ev in events:
+        if ev.get("kind") not in SIP_KINDS:
+            continue
+        p = ev.get("payload") or {}
+        here, there = (p.get("dst"), p.get("src")) if ev["kind"] == "sip_in" else (p.get("src"), p.get("dst"))
+        if here and here not in ours:
+            ours.append(str(here))
+        if there and there not in peers:
+            peers.append(str(there))
+    # The carrier is whoever sent the first incoming request; the other peers are SIP clients.
+    first_in = next((e for e in events if e.get("kind") == "sip_in"), None)
+    carrier = str((first_in or {}).get("payload", {}).get("src") or "")
+    clients = [p for p in peers if p != carrier and p not in ours]
+    lad.columns.append(Column("Carrier", carrier, LEFT))
+    lad.columns.append(Column("Switchboard", ", ".join(ours), LEFT + COL_WIDTH))
+    for i, c in enumerate(clients):
+        lad.columns.append(Column("SIP client" + (f" {i + 1}" if len(clients) > 1 else ""), c,
+                                  LEFT + COL_WIDTH * (2 + i)))
+    x_of = {c.addr: c.x for c in lad.columns if c.label != "Switchboard"}
+    sb = lad.columns[1].x
+    t0 = float(events[0].get("ts") or 0.0)
+    for i, ev in enumerate(events):
+        y = TOP + ROW * len(lad.rows)
+        kind = str(ev.get("kind") or "")
+        t = float(ev.get("ts") or 0.0) - t0
+        p = ev.get("payload") or {}
+        if kind in SIP_KINDS:
+            peer = str(p.get("src") if kind == "sip_in" else p.get("dst"))
+            px = x_of.get(peer, sb)
+            x1, x2 = (px, sb) if kind == "sip_in" else (sb, px)
+            lad.rows.append(Row(i, y, t, kind, str(p.get("first_line") or ""), x1, x2,
+                                str(p.get("transport") or ""), str(p.get("message") or ""),
+                                str(p.get("src") or ""), str(p.get("dst") or "")))
+        else:
+            lad.rows.append(Row(i, y, t, kind, note(ev), sb, sb))
+    lad.width = LEFT + COL_WIDTH * (len(lad.columns) - 1) + LEFT
+    lad.height = TOP + ROW * len(lad.rows) + 20
+    return lad
+
+
+def short(first_line: str, limit: int = 38) -> str:
+    """The arrow's label: a request's method and URI user part, or a response's status."""
+    if first_line.startswith("SIP/2.0 "):
+        text = first_line[8:]
+    else:
+        method, _, rest = first_line.partition(" ")
+        uri = rest.rsplit(" ", 1)[0]
+        text = f"{method} {uri}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
