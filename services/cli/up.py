@@ -202,6 +202,7 @@ class Stack:
         a = self.args
         say("up", "ready:")
         say("up", f"  SIP         {a.host}:{a.sip_port} udp+tcp, {a.host}:{a.sip_tls_port} tls")
+        say("up", f"  console     http://{a.host}:{a.http_port}/  (sign in with the admin token below)")
         say("up", f"  HTTP API    http://{a.host}:{a.http_port}/v1  (docs at /docs)")
         say("up", f"  NATS        {self.nats_url}")
         say("up", f"  region      {a.region}")

@@ -95,7 +95,8 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
                                  "client_cert_pem": f.get(p + "tls.client_cert_pem")}})
         v["targets"] = rows
         return v
-    v = {"name": "", "ring_timeout": "30", "send_digits": "", "region": "", "dial_sip_client": True,
+    # A new receiving number starts with "Dial SIP Client" off: turning it on is the step users know.
+    v = {"name": "", "ring_timeout": "30", "send_digits": "", "region": "", "dial_sip_client": False,
          "enabled": True}
     stored: list[dict[str, Any]] = []
     if rn is not None:

@@ -16,6 +16,7 @@ COL_WIDTH = 260
 LEFT = 130
 ROW = 34
 TOP = 70
+NOTE_ROOM = 500
 
 
 @dataclass
@@ -117,7 +118,8 @@ def build(events: list[dict[str, Any]]) -> Ladder:
                                 str(p.get("src") or ""), str(p.get("dst") or "")))
         else:
             lad.rows.append(Row(i, y, t, kind, note(ev), sb, sb))
-    lad.width = LEFT + COL_WIDTH * (len(lad.columns) - 1) + LEFT
+    # Room on the right for the decision notes written beside Switchboard's line.
+    lad.width = max(LEFT + COL_WIDTH * (len(lad.columns) - 1) + LEFT, sb + NOTE_ROOM)
     lad.height = TOP + ROW * len(lad.rows) + 20
     return lad
 
