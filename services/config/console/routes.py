@@ -79,7 +79,14 @@ class Refused(Exception):
 
 
 def state(request: Request) -> Console:
-    return request.app.state.console  # type: ignore[no-any-return]
+    st: Console | None = getattr(request.app.state, "console", None)
+    if st is None:  # made on first use: create_app(None) (the OpenAPI document alone) has no context
+        ctx = request.app.state.ctx
+        s = ctx.settings
+        st = request.app.state.console = Console(
+            SessionCodec(ctx.secrets), SignInLimiter(s.console_signin_attempts, s.console_signin_window),
+            s.console_session_ttl)
+    return st
 
 
 def current(request: Request) -> Session | None:
@@ -149,11 +156,6 @@ def owned(s: Session, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def mount(app: FastAPI) -> None:
-    ctx = app.state.ctx
-    settings = ctx.settings
-    app.state.console = Console(SessionCodec(ctx.secrets),
-                                SignInLimiter(settings.console_signin_attempts, settings.console_signin_window),
-                                settings.console_session_ttl)
     app.mount("/static/console", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
 

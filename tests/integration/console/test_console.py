@@ -253,3 +253,30 @@ async def test_calls_filters_show_the_apis_errors(console: Console) -> None:
     assert r.status_code == 200 and "No calls." in r.text
     r = await b.get("/calls", params={"number": "12"})
     assert r.status_code == 422 and field_error(r.text, "f-number")
+
+
+async def test_more_options_failover_target_and_its_errors(console: Console) -> None:
+    _, key, b = await signed_in(console)
+    await b.get("/numbers/receiving/new")
+    base = {"name": "Two PBXs", "dial_sip_client": "on", "enabled": "on",
+            "sip_targets[0].uri": "sips:100@pbx1.example.com", "sip_targets[0].enabled_shown": "1",
+            "sip_targets[0].enabled": "on", "sip_targets[0].tls.verify_shown": "1",
+            "sip_targets[1].uri": "sip:100@pbx2.example.com;transport=tcp", "sip_targets[1].priority": "abc",
+            "sip_targets[1].enabled_shown": "1", "sip_targets[1].enabled": "on",
+            "sip_targets[1].tls.verify_shown": "1", "sip_targets[1].tls.verify": "on",
+            "ring_timeout": "2", "send_digits": "ww12#", "region": "us1"}
+    r = await b.post("/numbers/receiving/new", base, follow=False)
+    assert r.status_code == 422
+    assert field_error(r.text, "sip_targets-1-priority") and field_error(r.text, "ring_timeout")
+    assert '<details class="more" open>' in r.text  # the errors under More options are not hidden
+    r = await b.post("/numbers/receiving/new", {**base, "sip_targets[1].priority": "20", "ring_timeout": "15"},
+                     follow=False)
+    assert r.status_code == 303, r.text
+    [rn] = (await console.api.get("/v1/receiving-numbers", headers={"Authorization": f"Bearer {key}"})).json()["items"]
+    assert (rn["ring_timeout"], rn["send_digits"], rn["region"]) == (15, "ww12#", "us1")
+    t0, t1 = rn["sip_targets"]
+    assert (t0["uri"], t0["tls"]["verify"], t0["transport"]) == ("sips:100@pbx1.example.com", False, "tls")
+    assert (t1["uri"], t1["priority"], t1["tls"]["verify"]) == ("sip:100@pbx2.example.com;transport=tcp", 20, True)
+    # The toggle off: the API's answer is shown at the toggle.
+    r = await b.post("/numbers/receiving/new", {"name": "Off", "enabled": "on"}, follow=False)
+    assert r.status_code == 422 and field_error(r.text, "dial_sip_client")
