@@ -8,31 +8,48 @@ import random
 import time
 from typing import Any
 
-from proto.messages import CallEvent
+from proto import events as pe
+from proto.messages import CallEvent, LegStats, MediaStats
 from services.config.records import apply_event, attempts, gaps, new_record
 from services.config.webhooks import backoff, implied_events, sign, verify
 
 T0 = 1_700_000_000.0
 
 
-def ev(seq: int, kind: str, dt: float, node: str = "sig-1", service: str = "signaling", **p: Any) -> CallEvent:
-    return CallEvent(call_id="c1", kind=kind, ts=T0 + dt, node=node, service=service, seq=seq, payload=p)
+def ev(seq: int, body: pe.EventBody, dt: float, node: str = "sig-1", service: str = "signaling") -> CallEvent:
+    """An event as the stream holds it: built by the publishers' models, then through JSON."""
+    wire = pe.envelope("c1", body, ts=T0 + dt, node=node, service=service, seq=seq).model_dump_json()
+    return CallEvent.model_validate_json(wire)
+
+
+def received(**kw: Any) -> pe.Received:
+    return pe.Received(**({"tracking_number": "+15551230001", "caller": "+15550001111", "caller_name": None,
+                           "source": "192.0.2.1:5060", "transport": "udp", "sip_call_id": "x@192.0.2.1"} | kw))
+
+
+def failed(**kw: Any) -> pe.Failed:
+    return pe.Failed(**({"sip_status": 404, "reason": "no route", "result": "failed"} | kw))
+
+
+def ended(**kw: Any) -> pe.Ended:
+    return pe.Ended(**({"by": "caller", "reason": "caller cancelled", "duration": 0, "result": "canceled"} | kw))
 
 
 CALL = [
-    ev(1, "received", 0.0, tracking_number="+15551230001", caller="+15550001111"),
-    ev(2, "resolved", 0.01, account_id="acc_1", receiving_number_id="rn_1", region="us1"),
-    ev(3, "dialing", 0.02, target="sip:a@x"),
-    ev(4, "attempt_failed", 0.5, target="sip:a@x", sip_status=503, reason="Service Unavailable",
-       result="server-error"),
-    ev(5, "dialing", 0.6, target="sip:b@y"),
-    ev(6, "ringing", 1.0, status=180),
-    ev(7, "answered", 2.0, target="sip:b@y", pdd_ms=1400),
-    ev(1, "dtmf", 3.0, node="m-1", service="media", digit="9", leg="a", duration_ms=100),
-    ev(2, "dtmf", 4.0, node="m-1", service="media", digit="#", leg="b", duration_ms=100),
-    ev(8, "ended", 12.0, by="client", reason="normal clearing", duration=10.0, result="completed",
-       media={"a": {"lost": 1, "jitter_ms": 2.0, "srtp_failures": 0}, "b": {"lost": 2, "jitter_ms": 5.0,
-                                                                          "srtp_failures": 1}, "mos": 4.1}),
+    ev(1, received(), 0.0),
+    ev(2, pe.Resolved(ok=True, account_id="acc_1", receiving_number_id="rn_1", targets=[], ring_timeout=30,
+                      region="us1", secure_media=False), 0.01),
+    ev(3, pe.Dialing(target="sip:a@x", transport="udp", dest="192.0.2.7:5060", candidates=1), 0.02),
+    ev(4, pe.AttemptFailed(target="sip:a@x", sip_status=503, reason="Service Unavailable", result="server-error"),
+       0.5),
+    ev(5, pe.Dialing(target="sip:b@y", transport="udp", dest="192.0.2.8:5060", candidates=1), 0.6),
+    ev(6, pe.Ringing(status=180, early_media=False), 1.0),
+    ev(7, pe.Answered(target="sip:b@y", secure=False, pdd_ms=1400), 2.0),
+    ev(1, pe.Dtmf(digit="9", leg="a", duration_ms=100), 3.0, node="m-1", service="media"),
+    ev(2, pe.Dtmf(digit="#", leg="b", duration_ms=100), 4.0, node="m-1", service="media"),
+    ev(8, pe.Ended(by="client", reason="normal clearing", duration=10.0, result="completed",
+                   media=MediaStats(call_id="c1", worker_id="m-1", a=LegStats(lost=1, jitter_ms=2.0, srtp_failures=0),
+                                    b=LegStats(lost=2, jitter_ms=5.0, srtp_failures=1), mos=4.1)), 12.0),
 ]
 
 
@@ -85,15 +102,15 @@ def test_gaps_per_node() -> None:
 
 
 def test_failed_without_routing_and_ended_wins_over_failed() -> None:
-    rec = fold([ev(1, "failed", 0.0, sip_status=404, reason="no route", result="failed")])
+    rec = fold([ev(1, failed(), 0.0)])
     assert (rec.result, rec.sip_status, rec.duration, rec.account_id) == ("failed", 404, 0.0, None)
-    rec = fold([ev(1, "received", 0.0), ev(3, "ended", 2.0, result="canceled", by="caller", duration=0),
-                ev(2, "failed", 1.0, sip_status=487, reason="x", result="canceled")])
+    rec = fold([ev(1, received(), 0.0), ev(3, ended(), 2.0),
+                ev(2, failed(sip_status=487, reason="x", result="canceled"), 1.0)])
     assert rec.final_kind == "ended" and rec.result == "canceled" and rec.sip_status == 487
 
 
 def test_unknown_result_is_failed() -> None:
-    rec = fold([ev(1, "failed", 0.0, sip_status=500, result="exploded")])
+    rec = fold([ev(1, failed(sip_status=500, result="exploded"), 0.0)])
     assert rec.result == "failed"
 
 
