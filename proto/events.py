@@ -251,6 +251,8 @@ class SendDigits(EventBody):
 
 
 class SendDigitsFailed(EventBody):
+    """The routing's digits could not be sent (the call goes on)."""
+
     kind: Literal["send_digits_failed"] = "send_digits_failed"
     digits: str
     reason: str

@@ -341,11 +341,14 @@ class LegSignal(Message):
 # --- call events ---------------------------------------------------------------------
 
 CallEventKind = str
-"""received, resolved, media_allocated, dialing, challenged, ringing, answered, dtmf,
-ended, failed, sip_in, sip_out, media_stats, ... (open: new kinds may appear)."""
+"""The kinds this version emits are `proto.events.KINDS` (one body model each); open: a
+newer node may emit a kind this one does not know."""
 
 
 class CallEvent(Message):
+    """The envelope of every call event. `payload` is the body of its kind
+    (`proto.events.parse` reads it as the kind's model; `envelope` builds one from a model)."""
+
     call_id: str
     kind: CallEventKind
     ts: float = Field(default_factory=now)

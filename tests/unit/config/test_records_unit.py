@@ -8,8 +8,12 @@ import random
 import time
 from typing import Any
 
+import pytest
+
 from proto import events as pe
-from proto.messages import CallEvent, LegStats, MediaStats
+from proto.messages import AttemptRecord, CallEvent, LegStats, MediaStats
+from services.common.bus import encode
+from services.common.events import CallEventPublisher
 from services.config.records import apply_event, attempts, gaps, new_record
 from services.config.webhooks import backoff, implied_events, sign, verify
 
@@ -149,3 +153,117 @@ def test_backoff() -> None:
     # Retried for a day: about 30 attempts at these defaults.
     total = list(itertools.accumulate(backoff(n, 10, 3600) for n in range(1, 40)))
     assert sum(1 for t in total if t <= 24 * 3600) == 31
+
+
+# --- publisher -> JSON -> records -> webhooks: every field a consumer reads ---------------
+
+
+class FakeBus:
+    """Keeps what the publishers would put on NATS, as bytes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def publish(self, subject: str, msg: Any) -> None:
+        self.sent.append(encode(msg))
+
+
+async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webhooks() -> None:
+    """Each field a consumer reads comes from the model the publisher filled: a field renamed
+    on either side (or a key renamed on the wire) changes an assertion below."""
+    bus = FakeBus()
+    sig = CallEventPublisher(bus, "signaling", "us1", "sig-1")  # type: ignore[arg-type]
+    med = CallEventPublisher(bus, "media", "us2", "media-9")  # type: ignore[arg-type]
+    a, b, c = "sip:a@pbx", "sip:b@pbx", "sips:c@pbx"
+    await sig.emit("c1", pe.SipIn(transport="udp", first_line="INVITE sip:x SIP/2.0", src="192.0.2.1:5060",
+                                  dst="192.0.2.2:5060", message="INVITE sip:x SIP/2.0\r\n\r\n"))
+    await sig.emit("c1", pe.Received(tracking_number="+15551230001", caller="+15550001111", caller_name="Alice",
+                                     source="192.0.2.1:5060", transport="udp", sip_call_id="x@192.0.2.1"))
+    await sig.emit("c1", pe.Resolved(ok=True, account_id="acc_1", receiving_number_id="rn_1",
+                                     targets=[pe.TargetSummary(uri=a)], ring_timeout=20, region="us1",
+                                     secure_media=False))
+    await sig.emit("c1", pe.MediaFailover(region="us1", reason="no worker"))
+    await sig.emit("c1", pe.MediaAllocated(worker_id="media-9", region="us2", failed_over=True, a_port=10000,
+                                           b_port=10002, secure=True))
+    await sig.emit("c1", pe.OriginatedRemotely(region="us2", node="sig-us2"))
+    await sig.emit("c1", pe.Dialing(target=a, transport="udp", dest="192.0.2.5:5060", candidates=1))
+    await sig.emit("c1", pe.AttemptFailed(target=a, sip_status=503, reason="Service Unavailable",
+                                          result="server-error", attempts=["udp:192.0.2.5:5060 503"]))
+    await sig.emit("c1", pe.Dialing(target=b, transport="tcp", dest="192.0.2.6:5060", candidates=1))
+    await sig.emit("c1", pe.Challenged(target=b, status=401, realm="pbx", algorithm="MD5", stale=False))
+    await sig.emit("c1", pe.AuthFailed(target=b, status=401, reason="credentials refused"))
+    await sig.emit("c1", pe.Dialing(target=c, transport="tls", dest="192.0.2.7:5061", candidates=1))
+    await sig.emit("c1", pe.Ringing(status=180, early_media=False))
+    await sig.emit("c1", pe.RingTimeout(target=c, rang=True))
+    await sig.emit("c1", pe.Dialing(target=a, transport="udp", dest="192.0.2.5:5060", candidates=1))
+    await sig.emit("c1", pe.Answered(target=a, secure=True, pdd_ms=1234))
+    await sig.emit("c1", pe.SendDigits(digits="1"))
+    await sig.emit("c1", pe.SendDigitsFailed(digits="2", reason="no"))
+    await med.emit("c1", pe.Dtmf(digit="7", leg="b", duration_ms=140))
+    await sig.emit("c1", pe.Hold(leg="a", method="INVITE"))
+    await sig.emit("c1", pe.MediaRefresh(leg="a", method="UPDATE"))
+    await med.emit("c1", pe.MediaTimeout(seconds=30.0))
+    await sig.emit("c1", pe.GenericEvent(kind="transferred", payload={"to": "sip:d@pbx"}))
+    stats = MediaStats(call_id="c1", worker_id="media-9", a=LegStats(lost=3, jitter_ms=4.0, srtp_failures=1),
+                       b=LegStats(lost=4, jitter_ms=6.5, packets_in=99), mos=4.2, duration=12.0)
+    await med.emit("c1", pe.MediaStatsReport.of(stats))
+    await sig.emit("c1", pe.Ended(by="callee", reason="normal clearing", duration=9.5, result="completed",
+                                  media=stats))
+    await sig.emit("c1", pe.SipOut(transport="udp", first_line="SIP/2.0 200 OK", src="192.0.2.2:5060",
+                                   dst="192.0.2.1:5060", message="SIP/2.0 200 OK\r\n\r\n"))
+    evs = [CallEvent.model_validate_json(raw) for raw in bus.sent]
+    assert {e.kind for e in evs} == set(pe.KINDS) - {"failed"} | {"transferred"}
+
+    rec = fold(evs)
+    assert rec.event_count == len(evs)  # none dropped, the unknown kind included
+    assert (rec.tracking_number, rec.caller, rec.caller_name, rec.sip_call_id) == (
+        "+15551230001", "+15550001111", "Alice", "x@192.0.2.1")
+    assert (rec.account_id, rec.receiving_number_id, rec.region, rec.secure_media, rec.node) == (
+        "acc_1", "rn_1", "us2", True, "sig-1")
+    by_kind = {e.kind: e for e in evs}
+    assert rec.ringing_at.timestamp() == pytest.approx(by_kind["ringing"].ts, abs=1e-5)
+    assert rec.answered_at.timestamp() == pytest.approx(by_kind["answered"].ts, abs=1e-5) and rec.pdd_ms == 1234
+    assert [(t["target"], t["result"], t["status"], t["reason"]) for t in attempts(rec)] == [
+        (a, "server-error", 503, "Service Unavailable"), (b, "auth-failed", 401, "credentials refused"),
+        (c, "no-answer", None, None), (a, "answered", 200, None)]
+    assert [(d["digit"], d["leg"], d["duration_ms"]) for d in rec.dtmf] == [("7", "b", 140)]
+    assert (rec.result, rec.ended_by, rec.reason, rec.duration, rec.sip_status) == (
+        "completed", "callee", "normal clearing", 9.5, 200)
+    assert (rec.mos, rec.packets_lost, rec.jitter_ms, rec.srtp_failures) == (4.2, 7, 6.5, 1)
+    assert rec.media["worker_id"] == "media-9" and rec.media["b"]["packets_in"] == 99
+
+    body = {e: b for e, _k, _o, b in implied_events(rec)}
+    assert (body["initiated"]["tracking_number"], body["initiated"]["caller"], body["initiated"]["caller_name"],
+            body["initiated"]["receiving_number_id"], body["initiated"]["account_id"]) == (
+        "+15551230001", "+15550001111", "Alice", "rn_1", "acc_1")
+    assert body["ringing"]["ts"] == pytest.approx(by_kind["ringing"].ts, abs=1e-5) and body["answered"]["pdd_ms"] == 1234
+    assert (body["dtmf"]["digit"], body["dtmf"]["leg"], body["dtmf"]["duration_ms"]) == ("7", "b", 140)
+    assert (body["completed"]["result"], body["completed"]["duration"], body["completed"]["sip_status"],
+            body["completed"]["reason"]) == ("completed", 9.5, 200, "normal clearing")
+
+    # A call refused before any answer: `failed`, with its summary of attempts.
+    bus.sent.clear()
+    await sig.emit("c2", pe.Received(tracking_number="+15551230001", caller=None, caller_name=None,
+                                     source="192.0.2.1:5060", transport="udp", sip_call_id="y@192.0.2.1"))
+    await sig.emit("c2", pe.Failed(sip_status=486, reason="Busy Here", result="busy",
+                                   attempts=[AttemptRecord(target=a, result="busy", status=486, reason="Busy Here")]))
+    rec = fold([CallEvent.model_validate_json(raw) for raw in bus.sent])
+    assert (rec.result, rec.sip_status, rec.reason, rec.duration) == ("busy", 486, "Busy Here", 0.0)
+    assert [(t["target"], t["result"], t["status"], t["reason"]) for t in attempts(rec)] == [
+        (a, "busy", 486, "Busy Here")]
+
+
+def test_media_stats_without_ended_fill_the_media_summary() -> None:
+    stats = MediaStats(call_id="c1", worker_id="m-1", a=LegStats(lost=1, jitter_ms=1.5), b=LegStats(lost=2), mos=3.9)
+    rec = fold([ev(1, received(), 0.0), ev(1, pe.MediaStatsReport.of(stats), 1.0, node="m-1", service="media")])
+    assert (rec.mos, rec.packets_lost, rec.jitter_ms, rec.media["worker_id"]) == (3.9, 3, 1.5, "m-1")
+    assert "call_id" not in rec.media  # as the media_stats payload carries it
+
+
+def test_an_event_with_a_malformed_payload_is_not_applied() -> None:
+    rec = fold([ev(1, received(), 0.0)])
+    bad = CallEvent(call_id="c1", kind="answered", ts=T0 + 1, node="sig-1", service="signaling", seq=2,
+                    payload={"target": "sip:a@x", "secure": "perhaps", "pdd_ms": 1})
+    with pytest.raises(ValueError):
+        apply_event(rec, bad)
+    assert rec.answered_at is None and rec.event_count == 1 and rec.applied == {"signaling:sig-1": [1]}
