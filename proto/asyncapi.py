@@ -151,8 +151,9 @@ def document() -> dict[str, Any]:
             }
             op["reply"] = {"channel": {"$ref": f"#/channels/{reply_name}"}}
         operations[ch.name] = op
+    entities = ", ".join(e.value for e in m.ConfigEntity)
     channels["configChanged"]["parameters"]["entity"] = {
-        "description": "One of " + ", ".join(e.value for e in m.ConfigEntity) + " (open: a newer config may add one)."}
+        "description": f"One of {entities} (open: a newer config may add one)."}
     state, traces = _event_bodies(schemas, messages)
     call_event = channels["callEvent"]
     call_event["messages"].update(state)

@@ -97,7 +97,8 @@ class Resolver:
         self._tasks.append(asyncio.create_task(self._worker()))
         self._tasks.append(asyncio.create_task(self._periodic()))
         if self.bus is not None and serve:
-            await self.bus.subscribe(subjects.routing_resolve(), self.handle, RoutingRequest, queue=subjects.CONFIG_QUEUE)
+            await self.bus.subscribe(subjects.routing_resolve(), self.handle, RoutingRequest,
+                                     queue=subjects.CONFIG_QUEUE)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)

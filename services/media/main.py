@@ -90,7 +90,8 @@ class Media(Component[MediaSettings]):
             await self.bus.subscribe(subjects.media_worker(w, "dtmf"), self.on_dtmf, MediaDtmf),
         ]
         self._allocate_sub = await self.bus.subscribe(
-            subjects.media_allocate(s.region), self.on_allocate, MediaAllocate, queue=subjects.media_queue(s.region))
+            subjects.media_allocate(s.region), self.on_allocate, MediaAllocate,
+            queue=subjects.media_queue(s.region))
         await self.bus.nc.flush()
         self._ticker = asyncio.create_task(self._tick())
         relay = self.relay

@@ -221,7 +221,8 @@ class ClientLeg:
             reason = handle.error or final.reason
             await self.emit(AttemptFailed(target=target.uri, sip_status=final.status, reason=reason,
                                           result=str(result),
-                                          attempts=[f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts]))
+                                          attempts=[f"{a.transport}:{a.host}:{a.port} {o}"
+                                                    for a, o in handle.attempts]))
             return Attempt(target.uri, result, final.status, reason, early_media=self.early_media, retry_after=retry)
 
     async def _answer(self, challenge: Response, sent: Request, target: SipTarget,
