@@ -91,6 +91,9 @@ def gaps(applied: dict[str, list[int]]) -> dict[str, list[int]]:
     return out
 
 
+_MEDIA_KEYS = {"worker_id", "a", "b", "mos", "duration"}
+
+
 def _media_summary(rec: CallRecord, stats: MediaStats, *, with_call_id: bool) -> None:
     rec.media = stats.model_dump(mode="json", include=_MEDIA_KEYS | ({"call_id"} if with_call_id else set()))
     legs = (stats.a, stats.b)
@@ -100,18 +103,15 @@ def _media_summary(rec: CallRecord, stats: MediaStats, *, with_call_id: bool) ->
     rec.srtp_failures = sum(leg.srtp_failures for leg in legs)
 
 
-_MEDIA_KEYS = {"worker_id", "a", "b", "mos", "duration"}
-
-
 def apply_event(rec: CallRecord, ev: CallEvent) -> bool:
     """Fold `ev` into `rec`. False when this (node, seq) was applied before (no change).
     Raises ValueError (pydantic's ValidationError) when a known kind's payload is malformed."""
-    body = events.parse(ev)
     node_key = f"{ev.service}:{ev.node}"
     applied: dict[str, list[int]] = dict(rec.applied or {})
     seqs = list(applied.get(node_key, []))
     if ev.seq and ev.seq in seqs:
         return False
+    body = events.parse(ev)  # before any change: a malformed event leaves the record as it was
     if ev.seq:
         seqs.append(ev.seq)
         seqs.sort()
