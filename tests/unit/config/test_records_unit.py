@@ -8,31 +8,52 @@ import random
 import time
 from typing import Any
 
-from proto.messages import CallEvent
+import pytest
+
+from proto import events as pe
+from proto.messages import AttemptRecord, CallEvent, LegStats, MediaStats
+from services.common.bus import encode
+from services.common.events import CallEventPublisher
 from services.config.records import apply_event, attempts, gaps, new_record
 from services.config.webhooks import backoff, implied_events, sign, verify
 
 T0 = 1_700_000_000.0
 
 
-def ev(seq: int, kind: str, dt: float, node: str = "sig-1", service: str = "signaling", **p: Any) -> CallEvent:
-    return CallEvent(call_id="c1", kind=kind, ts=T0 + dt, node=node, service=service, seq=seq, payload=p)
+def ev(seq: int, body: pe.EventBody, dt: float, node: str = "sig-1", service: str = "signaling") -> CallEvent:
+    """An event as the stream holds it: built by the publishers' models, then through JSON."""
+    wire = pe.envelope("c1", body, ts=T0 + dt, node=node, service=service, seq=seq).model_dump_json()
+    return CallEvent.model_validate_json(wire)
+
+
+def received(**kw: Any) -> pe.Received:
+    return pe.Received(**({"tracking_number": "+15551230001", "caller": "+15550001111", "caller_name": None,
+                           "source": "192.0.2.1:5060", "transport": "udp", "sip_call_id": "x@192.0.2.1"} | kw))
+
+
+def failed(**kw: Any) -> pe.Failed:
+    return pe.Failed(**({"sip_status": 404, "reason": "no route", "result": "failed"} | kw))
+
+
+def ended(**kw: Any) -> pe.Ended:
+    return pe.Ended(**({"by": "caller", "reason": "caller cancelled", "duration": 0, "result": "canceled"} | kw))
 
 
 CALL = [
-    ev(1, "received", 0.0, tracking_number="+15551230001", caller="+15550001111"),
-    ev(2, "resolved", 0.01, account_id="acc_1", receiving_number_id="rn_1", region="us1"),
-    ev(3, "dialing", 0.02, target="sip:a@x"),
-    ev(4, "attempt_failed", 0.5, target="sip:a@x", sip_status=503, reason="Service Unavailable",
-       result="server-error"),
-    ev(5, "dialing", 0.6, target="sip:b@y"),
-    ev(6, "ringing", 1.0, status=180),
-    ev(7, "answered", 2.0, target="sip:b@y", pdd_ms=1400),
-    ev(1, "dtmf", 3.0, node="m-1", service="media", digit="9", leg="a", duration_ms=100),
-    ev(2, "dtmf", 4.0, node="m-1", service="media", digit="#", leg="b", duration_ms=100),
-    ev(8, "ended", 12.0, by="client", reason="normal clearing", duration=10.0, result="completed",
-       media={"a": {"lost": 1, "jitter_ms": 2.0, "srtp_failures": 0}, "b": {"lost": 2, "jitter_ms": 5.0,
-                                                                          "srtp_failures": 1}, "mos": 4.1}),
+    ev(1, received(), 0.0),
+    ev(2, pe.Resolved(ok=True, account_id="acc_1", receiving_number_id="rn_1", targets=[], ring_timeout=30,
+                      region="us1", secure_media=False), 0.01),
+    ev(3, pe.Dialing(target="sip:a@x", transport="udp", dest="192.0.2.7:5060", candidates=1), 0.02),
+    ev(4, pe.AttemptFailed(target="sip:a@x", sip_status=503, reason="Service Unavailable", result="server-error"),
+       0.5),
+    ev(5, pe.Dialing(target="sip:b@y", transport="udp", dest="192.0.2.8:5060", candidates=1), 0.6),
+    ev(6, pe.Ringing(status=180, early_media=False), 1.0),
+    ev(7, pe.Answered(target="sip:b@y", secure=False, pdd_ms=1400), 2.0),
+    ev(1, pe.Dtmf(digit="9", leg="a", duration_ms=100), 3.0, node="m-1", service="media"),
+    ev(2, pe.Dtmf(digit="#", leg="b", duration_ms=100), 4.0, node="m-1", service="media"),
+    ev(8, pe.Ended(by="client", reason="normal clearing", duration=10.0, result="completed",
+                   media=MediaStats(call_id="c1", worker_id="m-1", a=LegStats(lost=1, jitter_ms=2.0, srtp_failures=0),
+                                    b=LegStats(lost=2, jitter_ms=5.0, srtp_failures=1), mos=4.1)), 12.0),
 ]
 
 
@@ -85,15 +106,15 @@ def test_gaps_per_node() -> None:
 
 
 def test_failed_without_routing_and_ended_wins_over_failed() -> None:
-    rec = fold([ev(1, "failed", 0.0, sip_status=404, reason="no route", result="failed")])
+    rec = fold([ev(1, failed(), 0.0)])
     assert (rec.result, rec.sip_status, rec.duration, rec.account_id) == ("failed", 404, 0.0, None)
-    rec = fold([ev(1, "received", 0.0), ev(3, "ended", 2.0, result="canceled", by="caller", duration=0),
-                ev(2, "failed", 1.0, sip_status=487, reason="x", result="canceled")])
+    rec = fold([ev(1, received(), 0.0), ev(3, ended(), 2.0),
+                ev(2, failed(sip_status=487, reason="x", result="canceled"), 1.0)])
     assert rec.final_kind == "ended" and rec.result == "canceled" and rec.sip_status == 487
 
 
 def test_unknown_result_is_failed() -> None:
-    rec = fold([ev(1, "failed", 0.0, sip_status=500, result="exploded")])
+    rec = fold([ev(1, failed(sip_status=500, result="exploded"), 0.0)])
     assert rec.result == "failed"
 
 
@@ -132,3 +153,117 @@ def test_backoff() -> None:
     # Retried for a day: about 30 attempts at these defaults.
     total = list(itertools.accumulate(backoff(n, 10, 3600) for n in range(1, 40)))
     assert sum(1 for t in total if t <= 24 * 3600) == 31
+
+
+# --- publisher -> JSON -> records -> webhooks: every field a consumer reads ---------------
+
+
+class FakeBus:
+    """Keeps what the publishers would put on NATS, as bytes."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def publish(self, subject: str, msg: Any) -> None:
+        self.sent.append(encode(msg))
+
+
+async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webhooks() -> None:
+    """Each field a consumer reads comes from the model the publisher filled: a field renamed
+    on either side (or a key renamed on the wire) changes an assertion below."""
+    bus = FakeBus()
+    sig = CallEventPublisher(bus, "signaling", "us1", "sig-1")  # type: ignore[arg-type]
+    med = CallEventPublisher(bus, "media", "us2", "media-9")  # type: ignore[arg-type]
+    a, b, c = "sip:a@pbx", "sip:b@pbx", "sips:c@pbx"
+    await sig.emit("c1", pe.SipIn(transport="udp", first_line="INVITE sip:x SIP/2.0", src="192.0.2.1:5060",
+                                  dst="192.0.2.2:5060", message="INVITE sip:x SIP/2.0\r\n\r\n"))
+    await sig.emit("c1", pe.Received(tracking_number="+15551230001", caller="+15550001111", caller_name="Alice",
+                                     source="192.0.2.1:5060", transport="udp", sip_call_id="x@192.0.2.1"))
+    await sig.emit("c1", pe.Resolved(ok=True, account_id="acc_1", receiving_number_id="rn_1",
+                                     targets=[pe.TargetSummary(uri=a)], ring_timeout=20, region="us1",
+                                     secure_media=False))
+    await sig.emit("c1", pe.MediaFailover(region="us1", reason="no worker"))
+    await sig.emit("c1", pe.MediaAllocated(worker_id="media-9", region="us2", failed_over=True, a_port=10000,
+                                           b_port=10002, secure=True))
+    await sig.emit("c1", pe.OriginatedRemotely(region="us2", node="sig-us2"))
+    await sig.emit("c1", pe.Dialing(target=a, transport="udp", dest="192.0.2.5:5060", candidates=1))
+    await sig.emit("c1", pe.AttemptFailed(target=a, sip_status=503, reason="Service Unavailable",
+                                          result="server-error", attempts=["udp:192.0.2.5:5060 503"]))
+    await sig.emit("c1", pe.Dialing(target=b, transport="tcp", dest="192.0.2.6:5060", candidates=1))
+    await sig.emit("c1", pe.Challenged(target=b, status=401, realm="pbx", algorithm="MD5", stale=False))
+    await sig.emit("c1", pe.AuthFailed(target=b, status=401, reason="credentials refused"))
+    await sig.emit("c1", pe.Dialing(target=c, transport="tls", dest="192.0.2.7:5061", candidates=1))
+    await sig.emit("c1", pe.Ringing(status=180, early_media=False))
+    await sig.emit("c1", pe.RingTimeout(target=c, rang=True))
+    await sig.emit("c1", pe.Dialing(target=a, transport="udp", dest="192.0.2.5:5060", candidates=1))
+    await sig.emit("c1", pe.Answered(target=a, secure=True, pdd_ms=1234))
+    await sig.emit("c1", pe.SendDigits(digits="1"))
+    await sig.emit("c1", pe.SendDigitsFailed(digits="2", reason="no"))
+    await med.emit("c1", pe.Dtmf(digit="7", leg="b", duration_ms=140))
+    await sig.emit("c1", pe.Hold(leg="a", method="INVITE"))
+    await sig.emit("c1", pe.MediaRefresh(leg="a", method="UPDATE"))
+    await med.emit("c1", pe.MediaTimeout(seconds=30.0))
+    await sig.emit("c1", pe.GenericEvent(kind="transferred", payload={"to": "sip:d@pbx"}))
+    stats = MediaStats(call_id="c1", worker_id="media-9", a=LegStats(lost=3, jitter_ms=4.0, srtp_failures=1),
+                       b=LegStats(lost=4, jitter_ms=6.5, packets_in=99), mos=4.2, duration=12.0)
+    await med.emit("c1", pe.MediaStatsReport.of(stats))
+    await sig.emit("c1", pe.Ended(by="callee", reason="normal clearing", duration=9.5, result="completed",
+                                  media=stats))
+    await sig.emit("c1", pe.SipOut(transport="udp", first_line="SIP/2.0 200 OK", src="192.0.2.2:5060",
+                                   dst="192.0.2.1:5060", message="SIP/2.0 200 OK\r\n\r\n"))
+    evs = [CallEvent.model_validate_json(raw) for raw in bus.sent]
+    assert {e.kind for e in evs} == set(pe.KINDS) - {"failed"} | {"transferred"}
+
+    rec = fold(evs)
+    assert rec.event_count == len(evs)  # none dropped, the unknown kind included
+    assert (rec.tracking_number, rec.caller, rec.caller_name, rec.sip_call_id) == (
+        "+15551230001", "+15550001111", "Alice", "x@192.0.2.1")
+    assert (rec.account_id, rec.receiving_number_id, rec.region, rec.secure_media, rec.node) == (
+        "acc_1", "rn_1", "us2", True, "sig-1")
+    by_kind = {e.kind: e for e in evs}
+    assert rec.ringing_at.timestamp() == pytest.approx(by_kind["ringing"].ts, abs=1e-5)
+    assert rec.answered_at.timestamp() == pytest.approx(by_kind["answered"].ts, abs=1e-5) and rec.pdd_ms == 1234
+    assert [(t["target"], t["result"], t["status"], t["reason"]) for t in attempts(rec)] == [
+        (a, "server-error", 503, "Service Unavailable"), (b, "auth-failed", 401, "credentials refused"),
+        (c, "no-answer", None, None), (a, "answered", 200, None)]
+    assert [(d["digit"], d["leg"], d["duration_ms"]) for d in rec.dtmf] == [("7", "b", 140)]
+    assert (rec.result, rec.ended_by, rec.reason, rec.duration, rec.sip_status) == (
+        "completed", "callee", "normal clearing", 9.5, 200)
+    assert (rec.mos, rec.packets_lost, rec.jitter_ms, rec.srtp_failures) == (4.2, 7, 6.5, 1)
+    assert rec.media["worker_id"] == "media-9" and rec.media["b"]["packets_in"] == 99
+
+    body = {e: b for e, _k, _o, b in implied_events(rec)}
+    assert (body["initiated"]["tracking_number"], body["initiated"]["caller"], body["initiated"]["caller_name"],
+            body["initiated"]["receiving_number_id"], body["initiated"]["account_id"]) == (
+        "+15551230001", "+15550001111", "Alice", "rn_1", "acc_1")
+    assert body["ringing"]["ts"] == pytest.approx(by_kind["ringing"].ts, abs=1e-5) and body["answered"]["pdd_ms"] == 1234
+    assert (body["dtmf"]["digit"], body["dtmf"]["leg"], body["dtmf"]["duration_ms"]) == ("7", "b", 140)
+    assert (body["completed"]["result"], body["completed"]["duration"], body["completed"]["sip_status"],
+            body["completed"]["reason"]) == ("completed", 9.5, 200, "normal clearing")
+
+    # A call refused before any answer: `failed`, with its summary of attempts.
+    bus.sent.clear()
+    await sig.emit("c2", pe.Received(tracking_number="+15551230001", caller=None, caller_name=None,
+                                     source="192.0.2.1:5060", transport="udp", sip_call_id="y@192.0.2.1"))
+    await sig.emit("c2", pe.Failed(sip_status=486, reason="Busy Here", result="busy",
+                                   attempts=[AttemptRecord(target=a, result="busy", status=486, reason="Busy Here")]))
+    rec = fold([CallEvent.model_validate_json(raw) for raw in bus.sent])
+    assert (rec.result, rec.sip_status, rec.reason, rec.duration) == ("busy", 486, "Busy Here", 0.0)
+    assert [(t["target"], t["result"], t["status"], t["reason"]) for t in attempts(rec)] == [
+        (a, "busy", 486, "Busy Here")]
+
+
+def test_media_stats_without_ended_fill_the_media_summary() -> None:
+    stats = MediaStats(call_id="c1", worker_id="m-1", a=LegStats(lost=1, jitter_ms=1.5), b=LegStats(lost=2), mos=3.9)
+    rec = fold([ev(1, received(), 0.0), ev(1, pe.MediaStatsReport.of(stats), 1.0, node="m-1", service="media")])
+    assert (rec.mos, rec.packets_lost, rec.jitter_ms, rec.media["worker_id"]) == (3.9, 3, 1.5, "m-1")
+    assert "call_id" not in rec.media  # as the media_stats payload carries it
+
+
+def test_an_event_with_a_malformed_payload_is_not_applied() -> None:
+    rec = fold([ev(1, received(), 0.0)])
+    bad = CallEvent(call_id="c1", kind="answered", ts=T0 + 1, node="sig-1", service="signaling", seq=2,
+                    payload={"target": "sip:a@x", "secure": "perhaps", "pdd_ms": 1})
+    with pytest.raises(ValueError):
+        apply_event(rec, bad)
+    assert rec.answered_at is None and rec.event_count == 1 and rec.applied == {"signaling:sig-1": [1]}

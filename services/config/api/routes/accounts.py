@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
+from proto.messages import ConfigEntity
+
 from ...db.models import Account, ApiKey
 from ...errors import Forbidden, NotFound, PreconditionFailed
 from ..common import Idempotency, check_if_match, paginate, set_etag
@@ -58,7 +60,7 @@ async def create_account(body: AccountCreate, request: Request, response: Respon
     if (replayed := await idem.commit(session)) is not None:
         return replayed
     set_etag(response, acc.version)
-    await ctx.changed("accounts", acc.id, acc.id, "created")
+    await ctx.changed(ConfigEntity.ACCOUNTS, acc.id, acc.id, "created")
     return out
 
 
@@ -92,7 +94,7 @@ async def update_account(account_id: str, body: AccountUpdate, response: Respons
     except StaleDataError:
         raise PreconditionFailed("the account changed while this update was applied; read it again") from None
     set_etag(response, acc.version)
-    await ctx.changed("accounts", acc.id, acc.id, "updated")
+    await ctx.changed(ConfigEntity.ACCOUNTS, acc.id, acc.id, "updated")
     return AccountPublic.model_validate(acc)
 
 
@@ -106,7 +108,7 @@ async def delete_account(account_id: str, ctx: CtxDep, session: SessionDep, prin
         await session.commit()
     except StaleDataError:
         raise PreconditionFailed("the account changed while it was being deleted") from None
-    await ctx.changed("accounts", account_id, account_id, "deleted")
+    await ctx.changed(ConfigEntity.ACCOUNTS, account_id, account_id, "deleted")
     return Response(status_code=204)
 
 
@@ -126,7 +128,7 @@ async def _new_key(request: Request, ctx: CtxDep, session: SessionDep, principal
     idem.record(session, 0, {"key_id": row.id})
     if (replayed := await idem.commit(session)) is not None:
         return replayed
-    await ctx.changed("api_keys", row.id, account_id, "created")
+    await ctx.changed(ConfigEntity.API_KEYS, row.id, account_id, "created")
     return ApiKeyCreated(key=key, **ApiKeyPublic.model_validate(row).model_dump())
 
 
@@ -182,5 +184,5 @@ async def delete_key(key_id: str, ctx: CtxDep, session: SessionDep, principal: P
     account_id = row.account_id
     await session.delete(row)
     await session.commit()
-    await ctx.changed("api_keys", key_id, account_id, "deleted")
+    await ctx.changed(ConfigEntity.API_KEYS, key_id, account_id, "deleted")
     return Response(status_code=204)

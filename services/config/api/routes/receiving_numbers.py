@@ -6,6 +6,8 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm.exc import StaleDataError
 
+from proto.messages import ConfigEntity
+
 from ...db.models import Account, ReceivingNumber, SipTargetRow, TrackingNumber, utcnow
 from ...errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from ...secrets import SecretBox
@@ -116,7 +118,7 @@ async def create_receiving_number(body: ReceivingNumberCreate, request: Request,
     if (replayed := await idem.commit(session)) is not None:
         return replayed
     set_etag(response, rn.version)
-    await ctx.changed("receiving_numbers", rn.id, account_id, "created")
+    await ctx.changed(ConfigEntity.RECEIVING_NUMBERS, rn.id, account_id, "created")
     return out
 
 
@@ -164,7 +166,7 @@ async def update_receiving_number(rn_id: str, body: ReceivingNumberUpdate, respo
             from None
     await session.refresh(rn, ["targets"])
     set_etag(response, rn.version)
-    await ctx.changed("receiving_numbers", rn.id, rn.account_id, "updated")
+    await ctx.changed(ConfigEntity.RECEIVING_NUMBERS, rn.id, rn.account_id, "updated")
     return public(rn)
 
 
@@ -184,5 +186,5 @@ async def delete_receiving_number(rn_id: str, ctx: CtxDep, session: SessionDep, 
         await session.commit()
     except StaleDataError:
         raise PreconditionFailed("the receiving number changed while it was being deleted") from None
-    await ctx.changed("receiving_numbers", rn_id, account_id, "deleted")
+    await ctx.changed(ConfigEntity.RECEIVING_NUMBERS, rn_id, account_id, "deleted")
     return Response(status_code=204)

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
+from proto.messages import ConfigEntity
+
 from ...db.models import ReceivingNumber, TrackingNumber
 from ...errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from ...validation import normalize_e164
@@ -59,7 +61,7 @@ async def create_tracking_number(body: TrackingNumberCreate, request: Request, r
     if (replayed := await idem.commit(session)) is not None:
         return replayed
     set_etag(response, tn.version)
-    await ctx.changed("tracking_numbers", tn.id, account_id, "created")
+    await ctx.changed(ConfigEntity.TRACKING_NUMBERS, tn.id, account_id, "created")
     return out
 
 
@@ -111,7 +113,7 @@ async def update_tracking_number(tn_id: str, body: TrackingNumberUpdate, respons
         raise PreconditionFailed("the tracking number changed while this update was applied; read it again") \
             from None
     set_etag(response, tn.version)
-    await ctx.changed("tracking_numbers", tn.id, tn.account_id, "updated")
+    await ctx.changed(ConfigEntity.TRACKING_NUMBERS, tn.id, tn.account_id, "updated")
     return TrackingNumberPublic.model_validate(tn)
 
 
@@ -126,5 +128,5 @@ async def delete_tracking_number(tn_id: str, ctx: CtxDep, session: SessionDep, p
         await session.commit()
     except StaleDataError:
         raise PreconditionFailed("the tracking number changed while it was being deleted") from None
-    await ctx.changed("tracking_numbers", tn_id, account_id, "deleted")
+    await ctx.changed(ConfigEntity.TRACKING_NUMBERS, tn_id, account_id, "deleted")
     return Response(status_code=204)
