@@ -16,8 +16,7 @@ from services.common.natsserver import NatsServer, free_port
 from services.config.main import Config
 from services.config.secrets import generate_key_spec
 from services.config.settings import ConfigSettings
-
-from .conftest import ADMIN, eventually, make_env
+from tests.helpers.config_env import ADMIN, eventually, make_env
 
 
 async def resolve(bus: Bus, number: str) -> RoutingDecision:
