@@ -50,7 +50,8 @@ def normalize_e164(value: str, *, region: str | None = None) -> str:
     if region is None and not raw.startswith("+"):
         raise InvalidNumber("must be an E.164 number starting with + and the country code, e.g. +15551234567")
     if len(raw) > _MAX_LENGTH or not (_INTERNATIONAL if region is None else _ANY).fullmatch(raw):
-        raise InvalidNumber("must contain only digits after the + (spaces, dots, dashes, brackets allowed)")
+        where = " after the +" if raw.startswith("+") else ""
+        raise InvalidNumber(f"must contain only digits{where} (spaces, dots, dashes, brackets allowed)")
     parsed = _parse(raw, None if raw.startswith("+") else region)
     why = _possible(parsed)
     if why is not None and not raw.startswith("+"):
