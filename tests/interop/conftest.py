@@ -1,4 +1,4 @@
-"""Fixtures for interop tests with real SIP peers (see peers.py).
+"""Fixtures for interop tests with real SIP peers (see tests/helpers/peers.py).
 
     async def test_x(sipp, baresip, tls_files):
         client = await sipp("client_auth_answer", variables={"user": "u", "pass": "p"}).start()
