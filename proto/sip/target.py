@@ -14,8 +14,8 @@ MAX_LENGTH = 512
 
 
 @dataclass(frozen=True)
-class SipTarget:
-    """A valid target. ``host`` is lower-cased (host names are case-insensitive,
+class TargetUri:
+    """A valid target URI (what ``proto.messages.SipTarget.uri`` holds). ``host`` is lower-cased (host names are case-insensitive,
     RFC 3261 §19.1.4), the ``transport`` parameter's value too."""
 
     scheme: str
@@ -37,7 +37,7 @@ class SipTarget:
         return self.transport == "tls"
 
 
-def parse_target(value: str) -> SipTarget:
+def parse_target(value: str) -> TargetUri:
     """Validate a SIP client target URI. Stricter than the grammar where a target needs it:
     no password in the URI (it has its own field), no `?headers`, port 1-65535, transport
     udp/tcp/tls, and not sips: over UDP."""
@@ -68,4 +68,4 @@ def parse_target(value: str) -> SipTarget:
             # RFC 5630 §3.1.3: SIPS means TLS on every hop; UDP cannot carry it.
             raise TargetError("transport", "sips: cannot use transport=udp (sips means TLS)")
         params["transport"] = t
-    return SipTarget(scheme=uri.scheme, user=uri.user, host=uri.host.lower(), port=uri.port, params=params)
+    return TargetUri(scheme=uri.scheme, user=uri.user, host=uri.host.lower(), port=uri.port, params=params)

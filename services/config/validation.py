@@ -11,10 +11,10 @@ import re
 
 from proto.e164 import normalize_e164
 from proto.sip.errors import TargetError as SipUriError
-from proto.sip.target import SipTarget
+from proto.sip.target import TargetUri
 from proto.sip.target import parse_target as parse_sip_uri
 
-__all__ = ["SipTarget", "SipUriError", "check_pem", "check_send_digits", "normalize_e164", "parse_sip_uri"]
+__all__ = ["SipUriError", "TargetUri", "check_pem", "check_send_digits", "normalize_e164", "parse_sip_uri"]
 
 # --- DTMF digits to send after answer ---------------------------------------------------
 
