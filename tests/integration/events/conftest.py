@@ -28,7 +28,7 @@ from services.common.bus import Bus
 from services.config.db.models import CallRecord
 from services.config.records import CallRecorder
 from services.config.webhooks import WebhookDispatcher
-from tests.integration.config.conftest import Env, db_url, make_env  # noqa: F401 (db_url is a fixture)
+from tests.helpers.config_env import Env, make_env
 
 TRACKING = "+15551230001"
 INVITE = ("INVITE sip:+15551230001@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK1\r\n"
