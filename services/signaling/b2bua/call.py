@@ -14,7 +14,28 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from proto.messages import MediaAllocation, Originate, RoutingDecision, RoutingRequest, SipTarget
+from proto.events import (
+    Answered,
+    CallEventBody,
+    Ended,
+    Failed,
+    Hold,
+    MediaAllocated,
+    MediaFailover,
+    MediaRefresh,
+    OriginatedRemotely,
+    Received,
+    Resolved,
+    TargetSummary,
+)
+from proto.messages import (
+    AttemptRecord,
+    MediaAllocation,
+    Originate,
+    RoutingDecision,
+    RoutingRequest,
+    SipTarget,
+)
 from services.common.logging import call_context
 
 from .. import metrics
@@ -84,8 +105,8 @@ class Call:
         self.session_expires: int | None = None
         self._session_timer: asyncio.TimerHandle | None = None
 
-    async def emit(self, kind: str, **payload: Any) -> None:
-        await self.b2bua.events.emit(self.id, kind, **payload)
+    async def emit(self, body: CallEventBody) -> None:
+        await self.b2bua.events.emit(self.id, body)
 
     # -- the whole call
 
@@ -113,9 +134,9 @@ class Call:
             number: str | None = tracking_number(inv)
         except NotANumber:
             number = None
-        await self.emit("received", tracking_number=number, caller=caller, caller_name=caller_name,
-                        source=f"{source.host}:{source.port}", transport=source.transport,
-                        sip_call_id=inv.call_id)
+        await self.emit(Received(tracking_number=number, caller=caller, caller_name=caller_name,
+                                 source=f"{source.host}:{source.port}", transport=source.transport,
+                                 sip_call_id=inv.call_id))
         if not await self.backends.is_trunk(source.host):
             metrics.REFUSED.labels("not a carrier trunk").inc()
             raise CallSetupError(403, f"{source.host} is not a carrier trunk")
@@ -134,10 +155,11 @@ class Call:
         self.decision = decision = await self.backends.resolve(RoutingRequest(
             call_id=self.id, tracking_number=number, caller=caller, caller_name=caller_name,
             source=f"{source.host}:{source.port}", region=self.settings.region))
-        await self.emit("resolved", ok=True, account_id=decision.account_id,
-                        receiving_number_id=decision.receiving_number_id,
-                        targets=[_target_log(t) for t in decision.targets], ring_timeout=decision.ring_timeout,
-                        region=decision.region_preference, secure_media=decision.secure_media)
+        await self.emit(Resolved(ok=True, account_id=decision.account_id,
+                                 receiving_number_id=decision.receiving_number_id,
+                                 targets=[TargetSummary.of(t) for t in decision.targets],
+                                 ring_timeout=decision.ring_timeout, region=decision.region_preference,
+                                 secure_media=decision.secure_media))
         if self.incoming.cancelled.is_set():
             return self._carrier_cancelled()
 
@@ -173,7 +195,7 @@ class Call:
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
                               caller=caller, caller_name=caller_name)
             if await remote.start(order):
-                await self.emit("originated_remotely", region=region, node=remote.node)
+                await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
         return ClientLeg(self.b2bua, self.id, self.decision, self.allocation, caller, caller_name, self)
 
@@ -210,12 +232,12 @@ class Call:
                 last = e
                 tried.append(sel.region)
                 metrics.FAILOVERS.labels("region").inc()
-                await self.emit("media_failover", region=sel.region, reason=e.reason)
+                await self.emit(MediaFailover(region=sel.region, reason=e.reason))
                 continue
             a = self.allocation
-            await self.emit("media_allocated", worker_id=a.worker_id, region=a.region,
-                            failed_over=bool(tried) or sel.failed_over, a_port=a.a.port, b_port=a.b.port,
-                            secure=a.b.secure)
+            await self.emit(MediaAllocated(worker_id=a.worker_id, region=a.region,
+                                           failed_over=bool(tried) or sel.failed_over, a_port=a.a.port,
+                                           b_port=a.b.port, secure=a.b.secure))
             return
         if last is not None:
             raise last
@@ -261,8 +283,8 @@ class Call:
         self.incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=self._session_timer_headers())
         self.connected = True
         self.state.answered_at = time.time()
-        await self.emit("answered", target=target, secure=secure,
-                        pdd_ms=round((self.state.answered_at - self.state.started) * 1000))
+        await self.emit(Answered(target=target, secure=secure,
+                                 pdd_ms=round((self.state.answered_at - self.state.started) * 1000)))
         return True
 
     async def relay_info(self, request: Request) -> int:
@@ -381,7 +403,8 @@ class Call:
             assert self.media is not None and self.local_sdp is not None
             await self._update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer_headers)
-            await self.emit("hold" if self.media.on_hold else "media_refresh", leg="a", method=incoming.method)
+            await self.emit(Hold(leg="a", method=incoming.method) if self.media.on_hold
+                            else MediaRefresh(leg="a", method=incoming.method))
 
     async def on_media_timeout(self) -> None:
         if self.connected:
@@ -407,9 +430,9 @@ class Call:
         self.end_reason = reason
         result = record_result(self.state.attempts, answered=False)
         metrics.CALLS.labels(result).inc()
-        await self.emit("failed", sip_status=status, reason=reason, result=result,
-                        attempts=[{"target": a.target, "result": str(a.result), "status": a.status,
-                                   "reason": a.reason} for a in self.state.attempts])
+        await self.emit(Failed(sip_status=status, reason=reason, result=result,
+                               attempts=[AttemptRecord(target=a.target, result=str(a.result), status=a.status,
+                                                       reason=a.reason) for a in self.state.attempts]))
 
     async def _release(self) -> None:
         if self._session_timer is not None:
@@ -423,9 +446,8 @@ class Call:
             self.state.ended_at = time.time()
             duration = self.state.ended_at - (self.state.answered_at or self.state.ended_at)
             metrics.CALLS.labels("completed").inc()
-            await self.emit("ended", by=self.ended_by or "switchboard", reason=self.end_reason or "normal clearing",
-                            duration=round(duration, 3), result="completed",
-                            media=stats.model_dump(exclude={"schema_version"}) if stats else None)
+            await self.emit(Ended(by=self.ended_by or "switchboard", reason=self.end_reason or "normal clearing",
+                                  duration=round(duration, 3), result="completed", media=stats))
         elif any(a.result == Result.CANCELED for a in self.state.attempts):
             metrics.CALLS.labels("canceled").inc()
-            await self.emit("ended", by="caller", reason="caller cancelled", duration=0, result="canceled")
+            await self.emit(Ended(by="caller", reason="caller cancelled", duration=0, result="canceled"))

@@ -12,6 +12,19 @@ import base64
 import logging
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from proto.events import (
+    AttemptFailed,
+    AuthFailed,
+    CallEventBody,
+    Challenged,
+    Dialing,
+    Hold,
+    MediaRefresh,
+    Ringing,
+    RingTimeout,
+    SendDigits,
+    SendDigitsFailed,
+)
 from proto.messages import (
     Direction,
     MediaAllocation,
@@ -111,8 +124,8 @@ class ClientLeg:
     def ended(self) -> bool:
         return self.finished.is_set()
 
-    async def emit(self, kind: str, **payload: Any) -> None:
-        await self.b2bua.events.emit(self.id, kind, **payload)
+    async def emit(self, body: CallEventBody) -> None:
+        await self.b2bua.events.emit(self.id, body)
 
     async def update_media(self, media: NegotiatedMedia) -> None:
         await self.b2bua.backends.update(self.allocation.worker_id, media_update(self.id, "b", media))
@@ -173,15 +186,15 @@ class ClientLeg:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.decision.ring_timeout
         realms: set[str] = set()
-        await self.emit("dialing", target=target.uri, transport=candidates[0].transport,
-                        dest=f"{candidates[0].host}:{candidates[0].port}", candidates=len(candidates))
+        await self.emit(Dialing(target=target.uri, transport=candidates[0].transport,
+                                dest=f"{candidates[0].host}:{candidates[0].port}", candidates=len(candidates)))
         while True:
             handle = await self.ep.request(request, candidates, tls=self.tls, server_name=self.server_name)
             self.handle = handle
             final, why = await self._await_final(handle, deadline)
             if why == "ring-timeout":
                 rang = any(100 < r.status < 200 for r in handle.responses)
-                await self.emit("ring_timeout", target=target.uri, rang=rang)
+                await self.emit(RingTimeout(target=target.uri, rang=rang))
                 if final is not None and final.is_success:
                     await self._hang_up_late_answer(handle)
                 return Attempt(target.uri, Result.NO_ANSWER if rang else Result.UNREACHABLE,
@@ -194,7 +207,7 @@ class ClientLeg:
             if final.status in (401, 407):
                 auth = await self._answer(final, request, target, realms)
                 if isinstance(auth, Attempt):
-                    await self.emit("auth_failed", target=target.uri, status=final.status, reason=auth.reason)
+                    await self.emit(AuthFailed(target=target.uri, status=final.status, reason=auth.reason))
                     return auth
                 request = auth
                 continue
@@ -206,9 +219,10 @@ class ClientLeg:
                 result = Result.UNREACHABLE
             retry = final.retry_after.seconds if final.retry_after else None
             reason = handle.error or final.reason
-            await self.emit("attempt_failed", target=target.uri, sip_status=final.status, reason=reason,
-                            result=str(result),
-                            attempts=[f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts])
+            await self.emit(AttemptFailed(target=target.uri, sip_status=final.status, reason=reason,
+                                          result=str(result),
+                                          attempts=[f"{a.transport}:{a.host}:{a.port} {o}"
+                                                    for a, o in handle.attempts]))
             return Attempt(target.uri, result, final.status, reason, early_media=self.early_media, retry_after=retry)
 
     async def _answer(self, challenge: Response, sent: Request, target: SipTarget,
@@ -233,8 +247,8 @@ class ClientLeg:
         request.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
         request.headers.remove("Via")
         metrics.AUTH_CHALLENGES.labels(str(challenge.status)).inc()
-        await self.emit("challenged", target=target.uri, status=challenge.status, realm=realm,
-                        algorithm=answer.challenge.algorithm or "MD5", stale=answer.stale)
+        await self.emit(Challenged(target=target.uri, status=challenge.status, realm=realm,
+                                   algorithm=answer.challenge.algorithm or "MD5", stale=answer.stale))
         return request
 
     async def _await_final(self, handle: ClientRequest, deadline: float) -> tuple[Response | None, str]:
@@ -281,7 +295,7 @@ class ClientLeg:
             checked = validate_answer(self.local_sdp, resp.body)
             if isinstance(checked, NegotiatedMedia):
                 sdp_media = checked
-        await self.emit("ringing", status=resp.status, early_media=sdp_media is not None)
+        await self.emit(Ringing(status=resp.status, early_media=sdp_media is not None))
         if sdp_media is not None and not self.early_media:
             # 183 with SDP: early media through the worker (and no crank-back after it).
             self.media = sdp_media
@@ -322,8 +336,8 @@ class ClientLeg:
         media = validate_answer(self.local_sdp, final.body) if final.body else SdpRejection("200 OK without SDP")
         if isinstance(media, SdpRejection):
             await self.hang_up(f"unacceptable answer: {media.reason}", cause=488)
-            await self.emit("attempt_failed", target=target.uri, sip_status=488, reason=media.reason,
-                            result=str(Result.MEDIA_FAILED))
+            await self.emit(AttemptFailed(target=target.uri, sip_status=488, reason=media.reason,
+                                          result=str(Result.MEDIA_FAILED)))
             return Attempt(target.uri, Result.MEDIA_FAILED, 488, media.reason)
         self.media = media
         try:
@@ -344,9 +358,9 @@ class ClientLeg:
             await asyncio.sleep(0.5)  # let the client's media start before the first digit
             await self.b2bua.backends.dtmf(self.allocation.worker_id,
                                            MediaDtmf(call_id=self.id, leg="b", digits=digits))
-            await self.emit("send_digits", digits=digits)
+            await self.emit(SendDigits(digits=digits))
         except Exception as e:
-            await self.emit("send_digits_failed", digits=digits, reason=str(e))
+            await self.emit(SendDigitsFailed(digits=digits, reason=str(e)))
 
     # -- ending it
 
@@ -412,7 +426,8 @@ class ClientLeg:
             assert self.media is not None and self.local_sdp is not None
             await self.update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)
-            await self.emit("hold" if self.media.on_hold else "media_refresh", leg="b", method=incoming.method)
+            await self.emit(Hold(leg="b", method=incoming.method) if self.media.on_hold
+                            else MediaRefresh(leg="b", method=incoming.method))
 
 
 async def send_info(ep: Any, dialog: Any, request: Request, *, tls: ClientTlsOptions | None = None,

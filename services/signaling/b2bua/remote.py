@@ -164,7 +164,7 @@ class OriginateServer:
     async def start(self) -> None:
         region = self.b2bua.settings.region
         await self.b2bua.bus.subscribe(subjects.signaling_originate(region), self.originate, Originate,
-                                       queue=f"signaling-{region}")
+                                       queue=subjects.signaling_queue(region))
 
     async def originate(self, order: Originate) -> OriginateResult:
         b2bua = self.b2bua
