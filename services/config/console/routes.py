@@ -488,7 +488,7 @@ async def call_page(request: Request, call_id: str) -> Response:
             if p.status != 503:
                 raise
             events_error = p.detail
-    return render(request, s, "call.html", call=call, lad=ladders.build(events), events_error=events_error)
+    return render(request, s, "call_detail.html", call=call, lad=ladders.build(events), events_error=events_error)
 
 
 # --- regions and allow-list ------------------------------------------------------------

@@ -280,3 +280,32 @@ async def test_more_options_failover_target_and_its_errors(console: Console) -> 
     # The toggle off: the API's answer is shown at the toggle.
     r = await b.post("/numbers/receiving/new", {"name": "Off", "enabled": "on"}, follow=False)
     assert r.status_code == 422 and field_error(r.text, "dial_sip_client")
+
+
+async def test_point_a_tracking_number_elsewhere_and_removal_rules(console: Console) -> None:
+    _, key, b = await signed_in(console)
+    h = {"Authorization": f"Bearer {key}"}
+    first = parse_qs(urlsplit((await new_receiving(b, name="First")).headers["location"]).query)
+    second = parse_qs(urlsplit((await new_receiving(b, name="Second")).headers["location"]).query)
+    rn1, rn2 = first["receiving_number_id"][0], second["receiving_number_id"][0]
+    await b.get("/numbers/tracking/new")
+    await b.post("/numbers/tracking/new", {"number": "+15550100222", "receiving_number_id": rn1})
+    [tn] = (await console.api.get("/v1/tracking-numbers", headers=h)).json()["items"]
+    # A receiving number with a tracking number pointing at it is not removed; the page says why.
+    r = await b.post(f"/numbers/receiving/{rn1}/delete", {})
+    assert "still has tracking numbers" in r.text
+    r = await b.post(f"/numbers/tracking/{tn['id']}", {"receiving_number_id": rn2})
+    assert "Tracking number saved." in r.text
+    assert (await console.api.get(f"/v1/tracking-numbers/{tn['id']}", headers=h)).json()["receiving_number_id"] == rn2
+    # Another account's receiving number is not a choice, even if posted by hand.
+    _, _, other = await signed_in(console, "Other")
+    theirs = parse_qs(urlsplit((await new_receiving(other, name="Theirs")).headers["location"]).query)
+    await b.get("/numbers/tracking")
+    r = await b.post(f"/numbers/tracking/{tn['id']}", {"receiving_number_id": theirs["receiving_number_id"][0]})
+    assert "That change was refused" in r.text
+    assert (await console.api.get(f"/v1/tracking-numbers/{tn['id']}", headers=h)).json()["receiving_number_id"] == rn2
+    r = await b.post(f"/numbers/receiving/{rn1}/delete", {})
+    assert "Receiving number removed." in r.text
+    r = await b.post(f"/numbers/tracking/{tn['id']}/delete", {})
+    assert "Tracking number removed." in r.text
+    assert (await console.api.get("/v1/tracking-numbers", headers=h)).json()["items"] == []
