@@ -185,6 +185,7 @@ async def test_route_a_tracking_number_to_a_sip_client_and_see_the_call(
         tmp_path: Path, sipp: Callable[..., SippPeer], browser_factory: Callable[[str], Browser],
         hooks: HookReceiver) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
 
     async with running_stack(tmp_path) as stack:
@@ -203,8 +204,7 @@ async def test_route_a_tracking_number_to_a_sip_client_and_see_the_call(
             b.type("API key", "sb_wrong-key")
             b.click_button("Sign in")
             b.wait(lambda d: "That API key is not valid" in d.page_source, "the wrong-key message")
-            b.type("API key", key)
-            b.click_button("Sign in")
+            b.type("API key", key + Keys.ENTER)  # the keyboard submits the form too
             b.heading("Numbers")
             b.shot("numbers")
             b.click_link("Receiving Numbers")
@@ -214,7 +214,7 @@ async def test_route_a_tracking_number_to_a_sip_client_and_see_the_call(
             b.type("Name", "Front desk")
             toggle = b.field("Dial SIP Client")
             assert not toggle.is_selected() and not b.field("SIP Client").is_displayed()
-            b.driver.find_element(By.XPATH, "//label[normalize-space()='Dial SIP Client']").click()
+            toggle.send_keys(Keys.SPACE)  # a switch, operated from the keyboard
             b.wait(lambda d: toggle.is_selected(), "Dial SIP Client to be on")
             b.type("SIP Client", sip_client)
             b.type("SIP User", SIP_USER)

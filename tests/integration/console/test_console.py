@@ -309,3 +309,42 @@ async def test_point_a_tracking_number_elsewhere_and_removal_rules(console: Cons
     r = await b.post(f"/numbers/tracking/{tn['id']}/delete", {})
     assert "Tracking number removed." in r.text
     assert (await console.api.get("/v1/tracking-numbers", headers=h)).json()["items"] == []
+
+
+def unlabelled(html: str) -> list[str]:
+    """Form controls (not hidden) without a <label for=...> naming their id."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.controls: list[tuple[str, str]] = []
+            self.labels: set[str] = set()
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "label" and a.get("for"):
+                self.labels.add(a["for"] or "")
+            if tag in ("input", "select", "textarea") and a.get("type") not in ("hidden", "submit"):
+                self.controls.append((a.get("id") or "", a.get("name") or ""))
+
+    p = P()
+    p.feed(html)
+    return [name for id_, name in p.controls if not id_ or id_ not in p.labels]
+
+
+async def test_every_form_field_has_a_real_label(console: Console) -> None:
+    _, _, b = await signed_in(console)
+    r = await new_receiving(b)
+    rn_id = parse_qs(urlsplit(r.headers["location"]).query)["receiving_number_id"][0]
+    await b.get("/numbers/tracking/new")
+    await b.post("/numbers/tracking/new", {"number": "+15550100333", "receiving_number_id": rn_id})
+    pages = ["/numbers/receiving/new", f"/numbers/receiving/{rn_id}", "/numbers/tracking/new", "/numbers/tracking",
+             "/calls", "/webhooks", "/regions", "/numbers/receiving"]
+    for path in pages:
+        html = (await b.get(path)).text
+        assert unlabelled(html) == [], path
+    signin = console.browser()
+    assert unlabelled((await signin.get("/")).text) == []
+    admin = console.browser()
+    assert unlabelled((await admin.sign_in(ADMIN)).text) == []
