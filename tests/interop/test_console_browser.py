@@ -335,6 +335,10 @@ async def test_route_a_tracking_number_to_a_sip_client_and_see_the_call(
             assert "A password is set" in b.driver.page_source
             assert b.field("SIP Password").get_attribute("value") == ""
             b.shot("edit-receiving-number")
+            b.driver.find_element(By.XPATH, "//summary[normalize-space()='More options']").click()
+            b.wait(lambda d: b.field("Ring timeout (seconds)").is_displayed(), "More options to open")
+            assert b.field("Ring timeout (seconds)").get_attribute("value") == "30"
+            b.shot("receiving-more-options", full=True)
 
             # Tracking numbers: add a second one, then remove it (the page asks first).
             b.open("/numbers/tracking/new")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ HERE = Path(__file__).parent
 env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 env.filters["short"] = ladders.short
+env.tests["search"] = lambda value, pattern: re.search(pattern, str(value)) is not None
 env.filters["pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
 
 router = APIRouter(include_in_schema=False)

@@ -348,3 +348,14 @@ async def test_every_form_field_has_a_real_label(console: Console) -> None:
     assert unlabelled((await signin.get("/")).text) == []
     admin = console.browser()
     assert unlabelled((await admin.sign_in(ADMIN)).text) == []
+
+
+async def test_a_bad_certificate_opens_its_tls_section_with_the_error(console: Console) -> None:
+    _, _, b = await signed_in(console)
+    await b.get("/numbers/receiving/new")
+    r = await b.post("/numbers/receiving/new", {
+        "name": "TLS", "dial_sip_client": "on", "sip_targets[0].uri": "sips:100@pbx.example.com",
+        "sip_targets[0].tls.ca_pem": "not a certificate"}, follow=False)
+    assert r.status_code == 422
+    assert field_error(r.text, "sip_targets-0-tls-ca_pem")
+    assert '<details class="more" open>' in r.text and '<details class="tls" open>' in r.text
