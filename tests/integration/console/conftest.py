@@ -62,6 +62,7 @@ class Console:
     app: Any
     api: httpx.AsyncClient
     registry_calls: list[tuple[str, dict[str, Any]]]
+    ctx: Any = None
 
     def browser(self) -> Browser:
         return Browser(self.app)
@@ -106,6 +107,6 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
                      secrets=SecretBox.from_spec(s.secret_key), registry_call=registry)
     app = create_app(ctx)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    yield Console(app, api, calls)
+    yield Console(app, api, calls, ctx)
     await api.aclose()
     await engine.dispose()

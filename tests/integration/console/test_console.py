@@ -359,3 +359,38 @@ async def test_a_bad_certificate_opens_its_tls_section_with_the_error(console: C
     assert r.status_code == 422
     assert field_error(r.text, "sip_targets-0-tls-ca_pem")
     assert '<details class="more" open>' in r.text and '<details class="tls" open>' in r.text
+
+
+async def test_calls_are_paged_filtered_and_a_call_page_says_when_events_are_away(console: Console) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.config.db.models import CallRecord
+
+    acc, _, b = await signed_in(console)
+    other, _ = await console.account("Other")
+    t0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    async with console.ctx.sessionmaker() as session:
+        for i in range(30):
+            session.add(CallRecord(id=f"c{i:02d}", account_id=acc, tracking_number="+15550100444", caller="+15550001",
+                                   started_at=t0 + timedelta(minutes=i), result="busy" if i % 3 == 0 else "completed",
+                                   sip_status=486 if i % 3 == 0 else 200, duration=0 if i % 3 == 0 else 12.5,
+                                   targets=[], dtmf=[]))
+        session.add(CallRecord(id="theirs", account_id=other, tracking_number="+15550100444", started_at=t0,
+                               result="completed", targets=[], dtmf=[]))
+        await session.commit()
+    page1 = await b.get("/calls")
+    ids = re.findall(r'href="/calls/(c\d\d)"', page1.text)
+    assert ids == [f"c{i:02d}" for i in range(29, 4, -1)]  # newest first, 25 a page
+    assert "theirs" not in page1.text
+    older = re.search(r'href="/calls\?(cursor=[^"]+)">Older calls', page1.text)
+    assert older
+    page2 = await b.get("/calls?" + older.group(1).replace("&amp;", "&"))
+    assert re.findall(r'href="/calls/(c\d\d)"', page2.text) == ["c04", "c03", "c02", "c01", "c00"]
+    assert "First page</a>" in page2.text and "Older calls" not in page2.text
+    busy = await b.get("/calls", params={"result": "busy", "from": "2026-01-05T12:10", "to": "2026-01-05T12:20"})
+    assert re.findall(r'href="/calls/(c\d\d)"', busy.text) == ["c18", "c15", "c12"]
+    # No event stream in this app: the record shows, and the ladder says why it is missing.
+    call = await b.get("/calls/c01")
+    assert call.status_code == 200 and "completed" in call.text and "12.5 s" in call.text
+    assert "The call's messages cannot be shown now" in call.text
+    assert (await b.get("/calls/theirs")).status_code == 404
