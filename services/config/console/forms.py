@@ -11,9 +11,22 @@ TARGET_ROWS = 3
 """Target rows on the receiving-number form (the first is the SIP Client; more under More options)."""
 
 
+MAX_BODY = 1 << 20
+"""Bytes a form post may have (the largest form carries a few PEM certificates)."""
+
+
+class FormRejected(ValueError):
+    """Too large, or too many fields: not a form the console serves."""
+
+
 class Form:
     def __init__(self, body: bytes) -> None:
-        self._data = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=500)
+        if len(body) > MAX_BODY:
+            raise FormRejected("the form is too large")
+        try:
+            self._data = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=500)
+        except ValueError:
+            raise FormRejected("the form has too many fields") from None
 
     def get(self, name: str, default: str = "") -> str:
         values = self._data.get(name)

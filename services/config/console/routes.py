@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import ladder as ladders
 from .api import Api, ApiProblem
-from .forms import TARGET_ROWS, Form, receiving_number_body, receiving_number_values
+from .forms import TARGET_ROWS, Form, FormRejected, receiving_number_body, receiving_number_values
 from .session import COOKIE, Session, SessionCodec, SignInLimiter, new_session
 
 HERE = Path(__file__).parent
@@ -170,6 +170,10 @@ def mount(app: FastAPI) -> None:
         return render(request, current(request), "error.html", 403, title="Form refused",
                       detail="The form was sent without a valid security (CSRF) token, so nothing was changed. "
                              "Go back, reload the page and try again.")
+
+    @app.exception_handler(FormRejected)
+    async def _rejected(request: Request, exc: FormRejected) -> Response:
+        return render(request, current(request), "error.html", 413, title="Form refused", detail=f"{exc}.")
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem) -> Response:

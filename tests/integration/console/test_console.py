@@ -394,3 +394,14 @@ async def test_calls_are_paged_filtered_and_a_call_page_says_when_events_are_awa
     assert call.status_code == 200 and "completed" in call.text and "12.5 s" in call.text
     assert "The call's messages cannot be shown now" in call.text
     assert (await b.get("/calls/theirs")).status_code == 404
+
+
+async def test_an_oversized_form_is_refused(console: Console) -> None:
+    _, key, b = await signed_in(console)
+    await b.get("/numbers/receiving/new")
+    r = await b.post("/numbers/receiving/new", {"name": "x" * (1 << 20), "dial_sip_client": "on"})
+    assert r.status_code == 413
+    r = await b.post("/numbers/receiving/new", [(f"f{i}", "") for i in range(600)])
+    assert r.status_code == 413
+    assert (await console.api.get("/v1/receiving-numbers", headers={"Authorization": f"Bearer {key}"})
+            ).json()["items"] == []
