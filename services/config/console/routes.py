@@ -143,6 +143,16 @@ async def posted(request: Request, *, account: bool = True) -> tuple[Session, Fo
     return s, form
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def seg(value: str) -> str:
+    """An id as one path segment of an API URL; anything else is not an object of ours."""
+    if not _SEGMENT.fullmatch(value):
+        raise ApiProblem(404, "not found")
+    return value
+
+
 def api(request: Request, s: Session) -> Api:
     assert s.key is not None
     return Api(request.app, s.key)
@@ -279,7 +289,7 @@ async def select_account(request: Request) -> Response:
     if not s.admin:
         return redirect("/numbers")
     async with api(request, s) as a:
-        acc = await a.get(f"/v1/accounts/{form.get('account_id')}")
+        acc = await a.get(f"/v1/accounts/{seg(form.get('account_id'))}")
     s.account_id, s.account_name = acc["id"], acc["name"]
     resp = redirect("/numbers?done=account")
     set_cookie(request, resp, s)
@@ -356,7 +366,7 @@ async def receiving_create(request: Request) -> Response:
 async def receiving_edit(request: Request, rn_id: str) -> Response:
     s = signed_in(request)
     async with api(request, s) as a:
-        rn = await a.get(f"/v1/receiving-numbers/{rn_id}")
+        rn = await a.get(f"/v1/receiving-numbers/{seg(rn_id)}")
     return _rn_form(request, s, rn=rn, values=receiving_number_values(rn))
 
 
@@ -364,9 +374,9 @@ async def receiving_edit(request: Request, rn_id: str) -> Response:
 async def receiving_update(request: Request, rn_id: str) -> Response:
     s, form = await posted(request)
     async with api(request, s) as a:
-        rn = await a.get(f"/v1/receiving-numbers/{rn_id}")
+        rn = await a.get(f"/v1/receiving-numbers/{seg(rn_id)}")
         try:
-            await a.patch(f"/v1/receiving-numbers/{rn_id}", receiving_number_body(form, edit=True))
+            await a.patch(f"/v1/receiving-numbers/{seg(rn_id)}", receiving_number_body(form, edit=True))
         except ApiProblem as p:
             if p.status >= 500 or p.status in (401, 404):
                 raise
@@ -380,7 +390,7 @@ async def receiving_delete(request: Request, rn_id: str) -> Response:
     s, _ = await posted(request)
     async with api(request, s) as a:
         try:
-            await a.delete(f"/v1/receiving-numbers/{rn_id}")
+            await a.delete(f"/v1/receiving-numbers/{seg(rn_id)}")
         except ApiProblem as p:
             if p.status != 409:
                 raise
@@ -439,7 +449,7 @@ async def tracking_update(request: Request, tn_id: str) -> Response:
     s, form = await posted(request)
     async with api(request, s) as a:
         try:
-            await a.patch(f"/v1/tracking-numbers/{tn_id}", {"receiving_number_id": form.get("receiving_number_id")})
+            await a.patch(f"/v1/tracking-numbers/{seg(tn_id)}", {"receiving_number_id": form.get("receiving_number_id")})
         except ApiProblem as p:
             if p.status not in (409, 422):
                 raise
@@ -451,7 +461,7 @@ async def tracking_update(request: Request, tn_id: str) -> Response:
 async def tracking_delete(request: Request, tn_id: str) -> Response:
     s, _ = await posted(request)
     async with api(request, s) as a:
-        await a.delete(f"/v1/tracking-numbers/{tn_id}")
+        await a.delete(f"/v1/tracking-numbers/{seg(tn_id)}")
     return redirect("/numbers/tracking?done=tn-deleted")
 
 
@@ -487,9 +497,9 @@ async def call_page(request: Request, call_id: str) -> Response:
     events_error = ""
     events: list[dict[str, Any]] = []
     async with api(request, s) as a:
-        call = await a.get(f"/v1/calls/{call_id}")
+        call = await a.get(f"/v1/calls/{seg(call_id)}")
         try:
-            events = (await a.get(f"/v1/calls/{call_id}/events"))["items"]
+            events = (await a.get(f"/v1/calls/{seg(call_id)}/events"))["items"]
         except ApiProblem as p:
             if p.status != 503:
                 raise
@@ -569,7 +579,7 @@ async def webhook_create(request: Request) -> Response:
 async def webhook_delete(request: Request, wh_id: str) -> Response:
     s, _ = await posted(request)
     async with api(request, s) as a:
-        await a.delete(f"/v1/webhooks/{wh_id}")
+        await a.delete(f"/v1/webhooks/{seg(wh_id)}")
     return redirect("/webhooks?done=wh-deleted")
 
 
@@ -577,8 +587,8 @@ async def webhook_delete(request: Request, wh_id: str) -> Response:
 async def webhook_page(request: Request, wh_id: str, cursor: str = "") -> Response:
     s = signed_in(request)
     async with api(request, s) as a:
-        wh = await a.get(f"/v1/webhooks/{wh_id}")
-        log = await a.get(f"/v1/webhooks/{wh_id}/deliveries", limit=100, cursor=cursor)
+        wh = await a.get(f"/v1/webhooks/{seg(wh_id)}")
+        log = await a.get(f"/v1/webhooks/{seg(wh_id)}/deliveries", limit=100, cursor=cursor)
     return render(request, s, "webhook.html", wh=wh, log=log)
 
 
@@ -586,5 +596,5 @@ async def webhook_page(request: Request, wh_id: str, cursor: str = "") -> Respon
 async def webhook_redeliver(request: Request, wh_id: str, delivery_id: str) -> Response:
     s, _ = await posted(request)
     async with api(request, s) as a:
-        await a.post(f"/v1/webhooks/{wh_id}/deliveries/{delivery_id}/redeliver")
-    return redirect(f"/webhooks/{wh_id}?done=redelivered")
+        await a.post(f"/v1/webhooks/{seg(wh_id)}/deliveries/{seg(delivery_id)}/redeliver")
+    return redirect(f"/webhooks/{seg(wh_id)}?done=redelivered")

@@ -405,3 +405,13 @@ async def test_an_oversized_form_is_refused(console: Console) -> None:
     assert r.status_code == 413
     assert (await console.api.get("/v1/receiving-numbers", headers={"Authorization": f"Bearer {key}"})
             ).json()["items"] == []
+
+
+async def test_ids_that_are_not_ids_never_reach_the_api(console: Console) -> None:
+    _, _, b = await signed_in(console)
+    assert (await b.get("/numbers/receiving/..%2F..%2Fv1%2Faccounts")).status_code == 404
+    assert (await b.get("/calls/a%3Fb")).status_code == 404
+    admin = console.browser()
+    await admin.sign_in(ADMIN)
+    r = await admin.post("/accounts/select", {"account_id": "../receiving-numbers"})
+    assert r.status_code == 404
