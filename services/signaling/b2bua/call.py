@@ -341,6 +341,9 @@ class Call(Runner[Input, Do]):
             await self._answer(*payload)
         elif do is Do.REJECT:
             await self._fail()
+        elif do is Do.ANSWER_487:
+            if not self.incoming.answered:
+                self.incoming.respond(487)
         elif do is Do.REJECT_481:
             payload.respond(481)  # type: ignore[attr-defined]
         elif do is Do.TELL_LEG_CANCEL:

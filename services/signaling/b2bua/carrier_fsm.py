@@ -65,6 +65,7 @@ class Do(enum.Enum):
     ANSWER = "200 with our SDP"
     REJECT = "the final response and the failed event"
     REJECT_481 = "481 to an in-dialog request"
+    ANSWER_487 = "487 to the INVITE after its CANCEL (§9.2; the endpoint's auto 487 may have sent it)"
     TELL_LEG_CANCEL = "cancel the client leg"
     TELL_LEG_BYE = "end the client leg"
     ABANDON_LEG = "end the client leg, the call failed on our side"
@@ -104,8 +105,7 @@ def _ringing(state: State) -> Row:
         In.LEG_ERROR: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
         In.SETUP_FAILED: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
         In.CRASH: (S.FAILED, (Do.FINAL_CRASH, Do.ABANDON_LEG, Do.REJECT)),
-        # The endpoint answered the INVITE 487 with the CANCEL's 200 (§9.2).
-        In.CARRIER_CANCEL: (S.CANCELLING, (Do.RECORD_CANCELED, Do.TELL_LEG_CANCEL)),
+        In.CARRIER_CANCEL: (S.CANCELLING, (Do.RECORD_CANCELED, Do.ANSWER_487, Do.TELL_LEG_CANCEL)),
         In.HANG_UP: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
         In.CARRIER_REFRESH: (state, (Do.ANSWER_REFRESH,)),
     }
@@ -116,7 +116,7 @@ TABLE: Mapping[State, Row] = {
         In.DIALING: (S.PROCEEDING, ()),
         In.SETUP_FAILED: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
         In.CRASH: (S.FAILED, (Do.FINAL_CRASH, Do.REJECT)),
-        In.CARRIER_CANCEL: (S.FAILED, (Do.RECORD_CANCELED,)),
+        In.CARRIER_CANCEL: (S.FAILED, (Do.RECORD_CANCELED, Do.ANSWER_487)),
         In.HANG_UP: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
         In.CARRIER_REFRESH: (S.TRYING, (Do.REJECT_481,)),
     },
