@@ -446,7 +446,6 @@ class Call(Runner[Input, Do]):
                         attempts=[_attempt_log(a) for a in self.machine.attempts])
 
     async def _release(self) -> None:
-        m = self.machine
         leg = self.leg
         if leg is not None:
             try:
@@ -454,7 +453,13 @@ class Call(Runner[Input, Do]):
             except Exception:
                 pass
             leg.release()
-        self._over.set()
+        try:
+            await self._report_end()
+        finally:
+            self._over.set()
+
+    async def _report_end(self) -> None:
+        m = self.machine
         reason, by = m.end
         stats = None
         if self.allocation is not None:
@@ -472,7 +477,7 @@ class Call(Runner[Input, Do]):
 
 
 def _attempt_log(a: Attempt) -> dict[str, Any]:
-    return {"target": a.target, "result": str(a.result), "status": a.status, "reason": a.reason}
+    return a.model_dump(include={"target", "result", "status", "reason"})
 
 
 __all__ = ["Call", "State"]

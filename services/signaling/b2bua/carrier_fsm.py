@@ -16,7 +16,7 @@ import enum
 from collections.abc import Mapping
 
 from .fsm import Machine
-from .policy import Attempt, Result, carrier_status
+from .policy import Attempt, Result, attempt, carrier_status
 
 BYE_WAIT = 5.0
 
@@ -212,7 +212,7 @@ class CarrierLegMachine(Machine[State, Input, Do]):
                 self.attempts.extend(p)
         elif do is Do.RECORD_CANCELED:
             if not self.canceled:
-                self.attempts.append(Attempt("", Result.CANCELED, 487, "caller cancelled"))
+                self.attempts.append(attempt("", Result.CANCELED, 487, "caller cancelled"))
             self.end = ("caller cancelled", "caller")
         elif do is Do.END_CALLER:
             self.end = ("normal clearing", "caller")

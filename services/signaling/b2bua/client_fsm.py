@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from .fsm import Machine
-from .policy import MOVE_ON, Attempt, Result
+from .policy import MOVE_ON, Attempt, Result, attempt
 
 CANCEL_GRACE = 5.0  # seconds we wait for the final response after our CANCEL
 BYE_WAIT = 5.0  # seconds we wait for the answer to our BYE
@@ -291,13 +290,13 @@ class ClientLegMachine(Machine[State, Input, Do]):
             self.attempts.append(self.payload)
         elif do is Do.RECORD_FINAL:
             assert isinstance(self.payload, Attempt)
-            self.attempts.append(replace(self.payload, early_media=self.early_media))
+            self.attempts.append(self.payload.model_copy(update={"early_media": self.early_media}))
         elif do is Do.RECORD_RING_TIMEOUT:
             self.rang = self.previous in (S.PROCEEDING, S.EARLY)
-            self.attempts.append(Attempt(self.target, Result.NO_ANSWER if self.rang else Result.UNREACHABLE,
+            self.attempts.append(attempt(self.target, Result.NO_ANSWER if self.rang else Result.UNREACHABLE,
                                          reason="ring timeout", early_media=self.early_media))
         elif do is Do.RECORD_CANCELED:
-            self.attempts.append(Attempt(self.target, Result.CANCELED, 487, "caller cancelled"))
+            self.attempts.append(attempt(self.target, Result.CANCELED, 487, "caller cancelled"))
         elif do is Do.SET_EARLY:
             self.early_media = True
         elif do is Do.REASON_RING_TIMEOUT:

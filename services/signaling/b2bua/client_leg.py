@@ -26,7 +26,7 @@ from ..transport import Addr, ClientTlsOptions
 from .client_fsm import ClientLegMachine, Do, Input
 from .context import LegContext, LegPeer
 from .helpers import ALLOW_UAC, SDP, answer_refresh, bye_with_reason, media_update, send_info
-from .policy import Attempt, Result, classify
+from .policy import Attempt, Result, attempt, classify
 from .runner import FollowUp, Runner
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ class ClientLeg(Runner[Input, Do]):
             await self.emit("auth_failed", target=payload.target, status=payload.status, reason=payload.reason)
         elif do is Do.ATTEMPT_FAILED:
             assert isinstance(payload, Attempt)
-            if payload.result is Result.MEDIA_FAILED:
+            if payload.result == Result.MEDIA_FAILED:
                 await self.emit("attempt_failed", target=payload.target, sip_status=payload.status,
                                 reason=payload.reason, result=str(payload.result))
             else:
@@ -203,7 +203,7 @@ class ClientLeg(Runner[Input, Do]):
                                 reason=payload.reason, result=str(payload.result), attempts=self._tx_attempts)
         elif do is Do.RING_TIMEOUT_EVENT:
             timed_out = m.attempts[-1]  # the machine may be on the next target already
-            await self.emit("ring_timeout", target=timed_out.target, rang=timed_out.result is Result.NO_ANSWER)
+            await self.emit("ring_timeout", target=timed_out.target, rang=timed_out.result == Result.NO_ANSWER)
         elif do is Do.FAILOVER:
             metrics.FAILOVERS.labels("target").inc()
         elif do is Do.ACK:
@@ -271,7 +271,7 @@ class ClientLeg(Runner[Input, Do]):
         b = self.allocation.b
         key = base64.b64decode(b.crypto.key_salt_b64) if (b.secure and b.crypto) else None
         if target.secure_media and key is None:
-            return In.UNUSABLE, Attempt(target.uri, Result.MEDIA_FAILED,
+            return In.UNUSABLE, attempt(target.uri, Result.MEDIA_FAILED,
                                         reason="SRTP required but the worker gave no key")
         offer = build_offer(b.address, b.port, srtp_key=key if target.secure_media else None,
                             telephone_event_pt=b.telephone_event_pt, pad_base64=self.settings.srtp_key_padding)
@@ -280,9 +280,9 @@ class ClientLeg(Runner[Input, Do]):
             uri = parse_uri(target.uri)
             candidates = await self.ep.locator(target.uri)
         except Exception as e:
-            return In.UNUSABLE, Attempt(target.uri, Result.UNREACHABLE, reason=f"cannot resolve: {e}")
+            return In.UNUSABLE, attempt(target.uri, Result.UNREACHABLE, reason=f"cannot resolve: {e}")
         if not candidates:
-            return In.UNUSABLE, Attempt(target.uri, Result.UNREACHABLE, reason="no address for the target")
+            return In.UNUSABLE, attempt(target.uri, Result.UNREACHABLE, reason="no address for the target")
         self.tls = ClientTlsOptions(verify=target.tls.verify, ca_pem=target.tls.ca_pem,
                                     client_cert_pem=target.tls.client_cert_pem,
                                     client_key_pem=target.tls.client_key_pem)
@@ -328,9 +328,9 @@ class ClientLeg(Runner[Input, Do]):
                 if handle.error:  # a local 408/503: no response at all, or transport failure
                     result = Result.UNREACHABLE
                 retry = resp.retry_after.seconds if resp.retry_after else None
-                attempt = Attempt(target.uri, result, resp.status, handle.error or resp.reason, retry_after=retry)
+                tried = attempt(target.uri, result, resp.status, handle.error or resp.reason, retry_after=retry)
                 self._tx_attempts = [f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts]
-                self.post(ClientLegMachine.final_input(attempt), attempt, gen=gen)
+                self.post(ClientLegMachine.final_input(tried), tried, gen=gen)
             if resp.status >= 200:
                 return
 
@@ -339,19 +339,19 @@ class ClientLeg(Runner[Input, Do]):
         assert self.handle is not None
         target = self.target
         if not target.username:
-            return In.AUTH_FAILED, Attempt(target.uri, Result.AUTH_FAILED, challenge.status,
+            return In.AUTH_FAILED, attempt(target.uri, Result.AUTH_FAILED, challenge.status,
                                            "challenged but no SIP credentials are configured")
         # Retry the exact request we sent (minus its Via); a new CSeq for the new transaction (§8.1.3.5).
         sent = self.handle.original
         request = Request(sent.method, sent.uri, sent.headers.copy(), sent.body)
         answer = answer_challenge(challenge, request, username=target.username, password=target.password or "")
         if answer is None:
-            return In.AUTH_FAILED, Attempt(target.uri, Result.AUTH_FAILED, challenge.status,
+            return In.AUTH_FAILED, attempt(target.uri, Result.AUTH_FAILED, challenge.status,
                                            "no supported digest challenge")
         realm = answer.challenge.realm or ""
         if realm in self._realms and not answer.stale:
             # The same credentials were refused for this realm: stop, do not loop (§22.2).
-            return In.AUTH_FAILED, Attempt(target.uri, Result.AUTH_FAILED, challenge.status,
+            return In.AUTH_FAILED, attempt(target.uri, Result.AUTH_FAILED, challenge.status,
                                            f"credentials refused for realm {realm!r}")
         self._realms.add(realm)
         request.headers.remove(answer.header)
@@ -386,7 +386,7 @@ class ClientLeg(Runner[Input, Do]):
         assert self.local_sdp is not None
         media = validate_answer(self.local_sdp, final.body) if final.body else SdpRejection("200 OK without SDP")
         if isinstance(media, SdpRejection):
-            return In.MEDIA_BAD, Attempt(self.target.uri, Result.MEDIA_FAILED, 488, media.reason)
+            return In.MEDIA_BAD, attempt(self.target.uri, Result.MEDIA_FAILED, 488, media.reason)
         self.media = media
         try:
             await self.update_media(media)

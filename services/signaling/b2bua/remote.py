@@ -15,31 +15,18 @@ from typing import TYPE_CHECKING
 from nats.aio.subscription import Subscription
 
 from proto import subjects
-from proto.messages import Ack, AttemptRecord, LegSignal, Originate, OriginateResult
+from proto.messages import Ack, LegSignal, Originate, OriginateResult
 from services.common.errors import BusError, HandlerError, NoResponders
 
 from ..errors import CallSetupError
 from .client_leg import ClientLeg
 from .context import LegContext, LegPeer
-from .policy import Attempt, Result
+from .policy import Attempt, Result, attempt
 
 if TYPE_CHECKING:
     from ..sip.message import Request
 
 log = logging.getLogger("switchboard.signaling.remote")
-
-
-def to_record(a: Attempt) -> AttemptRecord:
-    return AttemptRecord(target=a.target, result=str(a.result), status=a.status, reason=a.reason,
-                         early_media=a.early_media, retry_after=a.retry_after)
-
-
-def from_record(r: AttemptRecord) -> Attempt:
-    try:
-        result = Result(r.result)
-    except ValueError:
-        result = Result.REJECTED
-    return Attempt(r.target, result, r.status, r.reason, r.early_media, r.retry_after)
 
 
 class RemoteClientLeg:
@@ -85,7 +72,7 @@ class RemoteClientLeg:
                 self._result.set_result(None if ok else [])
             return Ack(ok=ok)
         elif s.kind == "result" and not self._result.done():
-            self._result.set_result([from_record(a) for a in s.attempts])
+            self._result.set_result(list(s.attempts))
         elif s.kind == "ended":
             await self.peer.client_ended(s.reason or "normal clearing")
         return Ack()
@@ -156,7 +143,7 @@ class BusPeer:
 
     async def result(self, attempts: list[Attempt]) -> None:
         await self.ctx.bus.publish(self._subject(), LegSignal(
-            call_id=self.id, kind="result", attempts=[to_record(a) for a in attempts]))
+            call_id=self.id, kind="result", attempts=attempts))
 
 
 class OriginateServer:
@@ -206,11 +193,11 @@ class OriginateServer:
             await leg.wait_ended()  # answered: the leg lives until either side hangs up
         except CallSetupError as e:
             await leg.hang_up(e.reason, cause=e.status)
-            await peer.result([Attempt("", Result.MEDIA_FAILED if e.status == 503 else Result.REJECTED,
+            await peer.result([attempt("", Result.MEDIA_FAILED if e.status == 503 else Result.REJECTED,
                                        e.status, e.reason)])
         except Exception:
             log.exception("client leg failed", extra={"call_id": leg.id})
-            await peer.result([Attempt("", Result.SERVER_ERROR, 500, "internal error on the client leg's node")])
+            await peer.result([attempt("", Result.SERVER_ERROR, 500, "internal error on the client leg's node")])
         finally:
             try:
                 await leg.wait_ended()  # its BYE answered (or its deadline passed)

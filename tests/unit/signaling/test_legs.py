@@ -9,7 +9,7 @@ from services.signaling.b2bua.carrier_fsm import Do as CDo
 from services.signaling.b2bua.carrier_fsm import Input as CIn
 from services.signaling.b2bua.carrier_fsm import State as CState
 from services.signaling.b2bua.client_fsm import CANCEL_GRACE, ClientLegMachine, Do, Input, State
-from services.signaling.b2bua.policy import Attempt, Result
+from services.signaling.b2bua.policy import Attempt, Result, attempt
 from services.signaling.errors import LegStateError
 
 A, B = "sip:100@a.example", "sip:100@b.example"
@@ -25,7 +25,7 @@ def dialling(*targets: str, ring_timeout: float = 20.0) -> ClientLegMachine:
 
 
 def failure(target: str, status: int, result: Result) -> Attempt:
-    return Attempt(target, result, status, "failed")
+    return attempt(target, result, status, "failed")
 
 
 # -- the client leg
@@ -40,7 +40,7 @@ def test_ring_timeout_after_ringing_cancels_then_dials_the_next_target() -> None
     # The INVITE's 487 to our CANCEL: on to the next target, no second CANCEL.
     assert m.handle(Input.FINAL_STOP, 20.1, failure(A, 487, Result.CANCELED)) == [Do.FAILOVER, Do.DIAL]
     assert m.state is State.RESOLVING and m.target == B
-    assert m.attempts == [Attempt(A, Result.NO_ANSWER, reason="ring timeout")]
+    assert m.attempts == [attempt(A, Result.NO_ANSWER, reason="ring timeout")]
     assert m.next_timer() is None  # the first target's deadlines are gone
     m.handle(Input.DIALED, 20.2)
     assert m.next_timer() == pytest.approx(40.2)  # the ring timeout is per target
@@ -52,14 +52,14 @@ def test_ring_timeout_without_any_provisional_moves_on_without_cancel() -> None:
     effects = m.handle_timer(5.0)
     assert Do.SEND_CANCEL not in effects
     assert effects == [Do.RING_TIMEOUT_EVENT, Do.ABANDON, Do.FAILOVER, Do.DIAL]
-    assert m.attempts == [Attempt(A, Result.UNREACHABLE, reason="ring timeout")]
+    assert m.attempts == [attempt(A, Result.UNREACHABLE, reason="ring timeout")]
 
 
 def test_ring_timeout_after_100_trying_cancels_but_did_not_ring() -> None:
     m = dialling(A, B, ring_timeout=5.0)
     m.handle(Input.RECV_100, 0.1)
     assert m.handle_timer(5.0) == [Do.RING_TIMEOUT_EVENT, Do.SEND_CANCEL]
-    assert m.attempts[-1].result is Result.UNREACHABLE
+    assert m.attempts[-1].result == Result.UNREACHABLE
 
 
 def test_no_final_within_the_cancel_grace_moves_on() -> None:
@@ -86,7 +86,7 @@ def test_carrier_cancel_crossing_a_2xx_acks_byes_and_tries_no_other_target() -> 
     assert m.reason == (487, "caller cancelled")
     assert m.handle(Input.RECV_2XX, 2.01) == [Do.ACK, Do.BYE_ANSWER, Do.REPORT_FAILED]
     assert m.state is State.FAILED
-    assert m.attempts == [Attempt(A, Result.CANCELED, 487, "caller cancelled")]
+    assert m.attempts == [attempt(A, Result.CANCELED, 487, "caller cancelled")]
 
 
 def test_carrier_cancel_then_the_clients_487_ends_the_leg() -> None:
@@ -156,7 +156,7 @@ def test_an_answer_the_carrier_no_longer_wants_is_byed() -> None:
     m.handle(Input.RECV_2XX, 1.0)
     m.handle(Input.MEDIA_OK, 1.0)
     assert m.handle(Input.PEER_REFUSED, 1.0) == [Do.BYE_ANSWER, Do.REPORT_FAILED]
-    assert m.reason == (487, "caller cancelled") and m.attempts[-1].result is Result.CANCELED
+    assert m.reason == (487, "caller cancelled") and m.attempts[-1].result == Result.CANCELED
 
 
 def answered_client() -> ClientLegMachine:
@@ -269,7 +269,7 @@ def test_carrier_cancel_answers_487_and_cancels_the_client_leg() -> None:
     m.handle(CIn.LEG_PROGRESS, 0.5, (180, False))
     assert m.handle(CIn.CARRIER_CANCEL, 1.0) == [CDo.ANSWER_487, CDo.TELL_LEG_CANCEL]
     assert m.handle(CIn.LEG_ANSWERED, 1.01) == []  # too late: the runner tells the leg False
-    assert m.handle(CIn.LEG_RESULT, 1.2, [Attempt(A, Result.CANCELED, 487, "caller cancelled")]) == []
+    assert m.handle(CIn.LEG_RESULT, 1.2, [attempt(A, Result.CANCELED, 487, "caller cancelled")]) == []
     assert m.state is CState.FAILED and m.canceled and not m.answered
     assert m.end == ("caller cancelled", "caller")
     assert m.final is None  # no second final response
@@ -284,7 +284,7 @@ def test_carrier_cancel_during_setup() -> None:
 def test_every_attempt_failed_gets_the_carrier_the_best_status() -> None:
     m = CarrierLegMachine()
     m.handle(CIn.DIALING, 0.0)
-    attempts = [Attempt(A, Result.UNREACHABLE), Attempt(B, Result.BUSY, 486)]
+    attempts = [attempt(A, Result.UNREACHABLE), attempt(B, Result.BUSY, 486)]
     assert m.handle(CIn.LEG_RESULT, 3.0, attempts) == [CDo.REJECT]
     assert m.final == (486, "Busy Here", None, [])
 
