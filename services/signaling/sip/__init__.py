@@ -48,6 +48,14 @@ SDP (``sdp``, RFC 4566/3264/4568)
     ``validate_answer(our_offer, answer) -> NegotiatedMedia | SdpRejection``,
     ``hold_offer(previous, "sendonly" | "inactive" | "sendrecv")``.
 
+UA core (``core``, RFC 3261 §8, §12-§18, RFC 3263 §4.3, RFC 3581)
+    ``UACore(timers=, local_addr=, public_host=, user_agent=, auto_487=)`` ties transactions
+    and dialogs: ``receive(data, source, local, now)``, ``send_request(request, candidates,
+    now)`` (failover), ``cancel``, ``send_ack``, ``respond``, ``transport_error``,
+    ``next_timer``/``handle_timer`` -> ``Transmit`` and TU events (``NewRequest``,
+    ``Cancelled``, ``ResponseIn``, ``MessageIn``, ``Route``). ``Addr``, ``choose_transport``
+    (§18.1.1), ``redact``.
+
 Digest (``digest``, RFC 3261 §22, RFC 7616, RFC 8760)
     ``answer_challenge(response_401_or_407, request, *, username, password) -> AuthAnswer |
     None`` (``header``, ``value``, ``stale``); ``Challenge.parse``, ``select_challenge``,

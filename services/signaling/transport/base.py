@@ -22,10 +22,11 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import cast
 
 from services.signaling.errors import TransportError
+from services.signaling.sip.core import MTU_LIMIT, Addr, choose_transport  # pure: re-exported
 
 from .framing import FramingError, StreamFramer
 from .tls import ClientTlsOptions, ServerTlsConfig, client_context, describe_tls_error, server_context
@@ -47,38 +48,6 @@ log = logging.getLogger(__name__)
 
 TRANSPORTS = ("udp", "tcp", "tls")
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}  # RFC 3261 §19.1.2
-MTU_LIMIT = 1300  # RFC 3261 §18.1.1, path MTU unknown
-
-
-@dataclass(frozen=True)
-class Addr:
-    """A peer or local address. ``host`` is an IP (IPv6 without brackets) or a host name."""
-
-    transport: str  # "udp" | "tcp" | "tls"
-    host: str
-    port: int
-
-    @property
-    def is_stream(self) -> bool:
-        return self.transport != "udp"
-
-    @property
-    def hostport(self) -> str:
-        """``host:port`` as written in Via/Contact (IPv6 bracketed, RFC 3261 §25.1)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"{self.transport}:{self.hostport}"
-
-
-def choose_transport(size: int, addr: Addr, *, explicit: bool = False, mtu_limit: int = MTU_LIMIT) -> Addr:
-    """RFC 3261 §18.1.1: a request larger than ``mtu_limit`` goes over TCP instead of UDP,
-    unless the transport was chosen explicitly (``transport=udp`` in the URI). If TCP then
-    fails, the caller may retry over UDP as the RFC allows."""
-    if addr.transport == "udp" and not explicit and size > mtu_limit:
-        return replace(addr, transport="tcp")
-    return addr
 
 
 @dataclass
