@@ -52,6 +52,10 @@ def _target_log(t: SipTarget) -> dict[str, Any]:
             "secure_media": t.secure_media, "has_credentials": bool(t.username)}
 
 
+def _crash(e: Exception) -> tuple[int, str, int | None, list[tuple[str, str]]]:
+    return (500, f"internal error: {type(e).__name__}", None, [])
+
+
 def _setup_error(e: CallSetupError) -> tuple[int, str, int | None, list[tuple[str, str]]]:
     return (e.status, e.reason, e.retry_after, e.extra_headers)
 
@@ -100,11 +104,11 @@ class Call(Runner[Input, Do]):
                 except CallSetupError as e:
                     await self._feed(In.SETUP_FAILED, _setup_error(e))
                 await self.loop()
-            except Exception:  # a bug must end this call cleanly, not the node
+            except Exception as e:  # a bug must end this call cleanly, not the node
                 log.exception("call failed")
                 if not self.machine.terminal:
                     try:
-                        await self._feed(In.CRASH)
+                        await self._feed(In.CRASH, _crash(e))
                     except Exception:
                         log.exception("call cleanup failed")
             finally:
@@ -174,7 +178,7 @@ class Call(Runner[Input, Do]):
             return
         except Exception as e:
             log.error("client leg failed", exc_info=e)
-            self.post(In.CRASH)
+            self.post(In.CRASH, _crash(e))
             return
         self.post(In.LEG_RESULT, attempts)
 

@@ -36,7 +36,7 @@ class Input(enum.Enum):
     # from the setup
     DIALING = "the client leg dials"
     SETUP_FAILED = "the call cannot proceed"  # payload: (status, reason, retry_after, headers)
-    CRASH = "a bug"
+    CRASH = "a bug"  # payload: (500, reason, None, [])
     # from the client leg
     LEG_PROGRESS = "the client rings"  # payload: status
     LEG_EARLY = "early media from the client"  # payload: status
@@ -78,7 +78,6 @@ class Do(enum.Enum):
     ARM_BYE = "+BYE deadline"
     FINAL_GIVEN = "+final response: the input's"
     FINAL_ATTEMPTS = "+final response: from the attempts"
-    FINAL_CRASH = "+final response: 500"
     RECORD_ATTEMPTS = "+record the client leg's attempts"
     RECORD_CANCELED = "+record the carrier's CANCEL"
     END_CALLER = "+ended by the caller"
@@ -104,7 +103,7 @@ def _ringing(state: State) -> Row:
         In.LEG_RESULT: (S.FAILED, (Do.RECORD_ATTEMPTS, Do.FINAL_ATTEMPTS, Do.REJECT)),
         In.LEG_ERROR: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
         In.SETUP_FAILED: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
-        In.CRASH: (S.FAILED, (Do.FINAL_CRASH, Do.ABANDON_LEG, Do.REJECT)),
+        In.CRASH: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
         In.CARRIER_CANCEL: (S.CANCELLING, (Do.RECORD_CANCELED, Do.ANSWER_487, Do.TELL_LEG_CANCEL)),
         In.HANG_UP: (S.FAILED, (Do.FINAL_GIVEN, Do.ABANDON_LEG, Do.REJECT)),
         In.CARRIER_REFRESH: (state, (Do.ANSWER_REFRESH,)),
@@ -115,7 +114,7 @@ TABLE: Mapping[State, Row] = {
     S.TRYING: {
         In.DIALING: (S.PROCEEDING, ()),
         In.SETUP_FAILED: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
-        In.CRASH: (S.FAILED, (Do.FINAL_CRASH, Do.REJECT)),
+        In.CRASH: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
         In.CARRIER_CANCEL: (S.FAILED, (Do.RECORD_CANCELED, Do.ANSWER_487)),
         In.HANG_UP: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
         In.CARRIER_REFRESH: (S.TRYING, (Do.REJECT_481,)),
@@ -154,7 +153,7 @@ TABLE: Mapping[State, Row] = {
 # What either side can send at any time: absorbed where the table is silent (a request
 # among them is still answered by the runner: BYE 200 at once, ACK needs no answer).
 _NOISE = (In.LEG_PROGRESS, In.LEG_EARLY, In.LEG_ANSWERED, In.LEG_RESULT, In.LEG_ERROR, In.LEG_ENDED,
-          In.CARRIER_CANCEL, In.CARRIER_BYE, In.CARRIER_ACK, In.HANG_UP, In.MEDIA_TIMEOUT, In.BYE_DONE)
+          In.CARRIER_CANCEL, In.CARRIER_BYE, In.CARRIER_ACK, In.HANG_UP, In.MEDIA_TIMEOUT, In.BYE_DONE, In.CRASH)
 for _state, _row in TABLE.items():
     for _inp in _NOISE:
         _row.setdefault(_inp, (_state, ()))
@@ -204,9 +203,6 @@ class CarrierLegMachine(Machine[State, Input, Do]):
             retry = last.retry_after if last and status == 503 else None
             self.final = (status, reason, retry, [])
             self.end = (reason, "")
-        elif do is Do.FINAL_CRASH:
-            self.final = (500, "internal error", None, [])
-            self.end = ("internal error", "")
         elif do is Do.RECORD_ATTEMPTS:
             if isinstance(p, list):
                 self.attempts.extend(p)

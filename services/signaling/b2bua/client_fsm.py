@@ -249,6 +249,8 @@ class ClientLegMachine(Machine[State, Input, Do]):
 
     def __init__(self, targets: Sequence[str], ring_timeout: float) -> None:
         super().__init__(S.IDLE)
+        if not targets:
+            raise ValueError("a client leg needs a target")  # routing answers 480 before
         self.targets = list(targets)
         self.ring_timeout = ring_timeout
         self.index = 0

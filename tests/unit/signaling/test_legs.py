@@ -296,6 +296,13 @@ def test_setup_failure_rejects_with_its_status() -> None:
     assert m.final == (422, "Session Interval Too Small", None, [("Min-SE", "90")])
 
 
+def test_a_bug_during_setup_answers_500_and_ends_the_leg() -> None:
+    m = CarrierLegMachine()
+    m.handle(CIn.DIALING, 0.0)
+    assert m.handle(CIn.CRASH, 0.1, (500, "internal error: KeyError", None, [])) == [CDo.ABANDON_LEG, CDo.REJECT]
+    assert m.final == (500, "internal error: KeyError", None, []) and m.state is CState.FAILED
+
+
 def test_bye_glare_ends_the_call_once() -> None:
     """Client and carrier BYE at once: each BYE is answered (by the runners), the client's
     end is the one recorded, and the carrier's BYE changes nothing."""
