@@ -366,9 +366,9 @@ class Call(Runner[Input, Do]):
                 return In.BYE_DONE, None
             self.spawn(self._bye(bye_with_reason(dialog, m.cause, m.end[0])))
         elif do is Do.TAKE_ACK_ANSWER:
-            return await self._take_ack(payload)  # type: ignore[arg-type]
+            return await self.answering(payload, self._take_ack(payload))  # type: ignore[arg-type, no-any-return]
         elif do is Do.ANSWER_REFRESH:
-            await self._refresh(payload)  # type: ignore[arg-type]
+            await self.answering(payload, self._refresh(payload))  # type: ignore[arg-type]
         else:  # pragma: no cover - the table only uses the commands above
             raise AssertionError(do)
         return None

@@ -101,10 +101,23 @@ class ClientLeg(Runner[Input, Do]):
     async def _run(self) -> None:
         try:
             await self.loop()
-        except Exception as e:  # a bug: the carrier's side ends the call
-            log.exception("client leg failed", extra={"call_id": self.id})
+        except Exception as e:  # the carrier's side ends the call (e.g. the worker is gone)
+            log.warning("client leg failed: %r", e, extra={"call_id": self.id})
             if not self._outcome.done():
                 self._outcome.set_exception(e)
+            await self._abort()
+
+    async def _abort(self) -> None:
+        """The leg's task is over by an error: leave nothing up at the client."""
+        h = self.handle
+        try:
+            if h is not None and not h.done:
+                await h.cancel(Reason("SIP", 503, "failed"))
+            elif h is not None and h.dialog is not None and not h.dialog.terminated and self.answered:
+                await self.ep.request(bye_with_reason(h.dialog, 503, "failed"), tls=self.tls,
+                                      server_name=self.server_name)
+        except Exception as e:
+            log.info("client leg not cleaned up: %s", e)
 
     async def wait_ended(self) -> None:
         if self._task is not None:
@@ -231,7 +244,7 @@ class ClientLeg(Runner[Input, Do]):
             await self.peer.client_ended("normal clearing")
         elif do is Do.ANSWER_REFRESH:
             assert payload is not None
-            await self._refresh(payload)  # type: ignore[arg-type]
+            await self.answering(payload, self._refresh(payload))  # type: ignore[arg-type]
         elif do is Do.REJECT_481:
             payload.respond(481)  # type: ignore[attr-defined]
         elif do is Do.REPORT_ANSWERED:

@@ -82,10 +82,21 @@ class Runner(Generic[I, D]):
                     follow.append(nxt)
             for inp, p in follow:
                 batches.append((self.machine.handle(inp, self.ctx.now(), p), p))
-        self.ctx.deadlines.wake()
+        self.ctx.deadlines.update(self)
 
     async def do(self, do: D, payload: object) -> FollowUp:
         raise NotImplementedError
+
+    async def answering(self, incoming: Any, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run a command that answers a request: a failure is that request's 500 (as the
+        endpoint answers a failed handler), not the leg's end."""
+        try:
+            return await coro
+        except Exception:
+            log.exception("%s failed", incoming)
+            if incoming.transaction is not None and not incoming.answered:
+                incoming.respond(500)
+            return None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
