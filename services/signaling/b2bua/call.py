@@ -82,8 +82,8 @@ class Call(Runner[Input, Do]):
         self.media: NegotiatedMedia | None = None  # the carrier's side, as negotiated
         self.sdp_version = 1
         self.leg: ClientLegHandle | None = None
-        self._cancel_posted = False
-        self._over = asyncio.Event()
+        self._cancel_sent = False
+        self._released = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -102,28 +102,22 @@ class Call(Runner[Input, Do]):
                 try:
                     await self._setup()
                 except CallSetupError as e:
-                    await self._feed(In.SETUP_FAILED, _setup_error(e))
-                await self.loop()
+                    await self.send(In.SETUP_FAILED, _setup_error(e))
             except Exception as e:  # a bug must end this call cleanly, not the node
                 log.exception("call failed")
-                if not self.machine.terminal:
-                    try:
-                        await self._feed(In.CRASH, _crash(e))
-                    except Exception:
-                        log.exception("call cleanup failed")
+                await self.send(In.CRASH, _crash(e))
+            try:
+                await self.over.wait()  # the machine's deadlines bound it
             finally:
                 watcher.cancel()
                 await self._release()
 
-    async def _feed(self, inp: Input, payload: object = None) -> None:
-        await self._step((inp, payload, None))
-
-    async def _step(self, item: object) -> None:
-        await super()._step(item)
-        if isinstance(item, tuple) and item[0] is In.LEG_ANSWERED:
-            answer = item[1][2]
-            if not answer.done():  # the table absorbed the answer: the carrier is gone
-                answer.set_result(False)
+    async def failed(self, e: Exception) -> None:
+        log.exception("call failed", exc_info=e)
+        try:  # end it as cleanly as the table says
+            await self._step((In.CRASH, _crash(e), None))
+        except Exception:
+            log.exception("call cleanup failed")
 
     async def _setup(self) -> None:
         # 100 Trying went out already: the INVITE server transaction sends it at once (§17.2.1).
@@ -159,28 +153,33 @@ class Call(Runner[Input, Do]):
                         receiving_number_id=decision.receiving_number_id,
                         targets=[_target_log(t) for t in decision.targets], ring_timeout=decision.ring_timeout,
                         region=decision.region_preference, secure_media=decision.secure_media)
-        if self.incoming.cancelled.is_set():
-            return  # the queued CANCEL ends it
+        if self.machine.terminal:
+            return  # the CANCEL ended it
 
         secure = decision.secure_media or any(t.secure_media for t in decision.targets)
         await self._allocate_media(decision.region_preference or self.settings.region, secure)
+        if self.machine.terminal:
+            return
         await self._prepare_a_leg()
         self.leg = leg = await self._client_leg(caller, caller_name)
+        if self.machine.terminal:  # cancelled or hung up meanwhile
+            self.spawn(leg.cancel())
+            return
         metrics.PDD.observe(time.time() - self.started)  # the client leg dials now
-        await self._feed(In.DIALING)
+        await self.send(In.DIALING)
         self.spawn(self._run_leg(leg))
 
     async def _run_leg(self, leg: ClientLegHandle) -> None:
         try:
             attempts = await leg.run()
         except CallSetupError as e:
-            self.post(In.LEG_ERROR, _setup_error(e))
+            await self.send(In.LEG_ERROR, _setup_error(e))
             return
         except Exception as e:
             log.error("client leg failed", exc_info=e)
-            self.post(In.CRASH, _crash(e))
+            await self.send(In.CRASH, _crash(e))
             return
-        self.post(In.LEG_RESULT, attempts)
+        await self.send(In.LEG_RESULT, attempts)
 
     async def _client_leg(self, caller: str | None, caller_name: str | None) -> ClientLegHandle:
         """Here, or — when the media is in another region — by a signaling node there, if
@@ -196,14 +195,14 @@ class Call(Runner[Input, Do]):
                 return remote
         return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
 
-    def _cancel_seen(self) -> None:
-        if not self._cancel_posted:
-            self._cancel_posted = True
-            self.post(In.CARRIER_CANCEL)
+    async def _cancel_seen(self) -> None:
+        if not self._cancel_sent:
+            self._cancel_sent = True
+            await self.send(In.CARRIER_CANCEL)
 
     async def _watch_carrier_cancel(self) -> None:
         await self.incoming.cancelled.wait()
-        self._cancel_seen()
+        await self._cancel_seen()
 
     def _read_session_timer(self) -> int | None:
         value = self.invite.headers.get("Session-Expires")  # also its compact form "x"
@@ -265,14 +264,16 @@ class Call(Runner[Input, Do]):
     # -- what the client leg reports (LegPeer)
 
     async def progress(self, status: int, early_media: bool) -> None:
-        self.post(In.LEG_EARLY if early_media else In.LEG_PROGRESS, (status, early_media))
+        await self.send(In.LEG_EARLY if early_media else In.LEG_PROGRESS, (status, early_media))
 
     async def answered(self, target: str, secure: bool) -> bool:
         if self.incoming.cancelled.is_set():
-            self._cancel_seen()  # before the answer: the CANCEL wins (§9.2)
+            await self._cancel_seen()  # before the answer: the CANCEL wins (§9.2)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.post(In.LEG_ANSWERED, (target, secure, answer))
-        return await answer
+        await self.send(In.LEG_ANSWERED, (target, secure, answer))
+        if not answer.done():  # the table absorbed the answer: the carrier is gone
+            answer.set_result(False)
+        return answer.result()
 
     async def relay_info(self, request: Request) -> int:
         """The client's INFO, passed on to the carrier."""
@@ -282,34 +283,34 @@ class Call(Runner[Input, Do]):
         return await send_info(self.ep, dialog, request)
 
     async def client_ended(self, reason: str) -> None:
-        self.post(In.LEG_ENDED, reason)
+        await self.send(In.LEG_ENDED, reason)
 
     # -- from the B2BUA
 
     async def hang_up(self, reason: str, *, by: str, cause: int = 200) -> None:
         """End the call from our side: BYE to both legs with a Reason (RFC 3326); waits
         until the call is over (our BYE's deadline bounds it)."""
-        self.post(In.HANG_UP, (cause, reason, by))
-        await self._over.wait()
+        await self.send(In.HANG_UP, (cause, reason, by))
+        await self._released.wait()
 
     async def on_media_timeout(self) -> None:
-        self.post(In.MEDIA_TIMEOUT)
+        await self.send(In.MEDIA_TIMEOUT)
 
     async def on_request(self, incoming: IncomingRequest) -> None:
         """An in-dialog request from the carrier."""
         m = incoming.method
         if m == "ACK":
-            self.post(In.CARRIER_ACK, incoming)
+            await self.send(In.CARRIER_ACK, incoming)
             return
         if m == "BYE":
             incoming.respond(200)
-            self.post(In.CARRIER_BYE)
+            await self.send(In.CARRIER_BYE)
             return
         if m in ("INVITE", "UPDATE"):
             if self.machine.terminal:
                 incoming.respond(481)
             else:
-                self.post(In.CARRIER_REFRESH, incoming)
+                await self.send(In.CARRIER_REFRESH, incoming)
             return
         if m == "INFO":
             incoming.respond(await self.leg.relay_info(incoming.request) if self.leg is not None else 481)
@@ -324,8 +325,6 @@ class Call(Runner[Input, Do]):
         inp, payload = item[0], item[1]
         if inp is In.CARRIER_REFRESH and not payload.answered:
             payload.respond(481)
-        elif inp is In.LEG_ANSWERED and not payload[2].done():
-            payload[2].set_result(False)
 
     # -- the machine's commands
 
@@ -393,7 +392,7 @@ class Call(Runner[Input, Do]):
             await sent.final()
         except Exception as e:
             log.info("BYE not completed: %s", e)
-        self.post(In.BYE_DONE)
+        await self.send(In.BYE_DONE)
 
     async def _take_ack(self, incoming: IncomingRequest) -> FollowUp:
         if incoming.request.body and self.local_sdp is not None and self.media is None:
@@ -460,7 +459,7 @@ class Call(Runner[Input, Do]):
         try:
             await self._report_end()
         finally:
-            self._over.set()
+            self._released.set()
 
     async def _report_end(self) -> None:
         m = self.machine

@@ -69,7 +69,6 @@ class ClientLeg(Runner[Input, Do]):
         self._tx_attempts: list[str] = []
         self._error: CallSetupError | None = None
         self._outcome: asyncio.Future[list[Attempt] | None] = asyncio.get_running_loop().create_future()
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def answered(self) -> bool:
@@ -94,18 +93,15 @@ class ClientLeg(Runner[Input, Do]):
 
     async def run(self) -> list[Attempt] | None:
         """Every target until one answers (None) or the attempts say stop (the attempts)."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        self.post(In.START)
+        await self.send(In.START)
         return await self._outcome
 
-    async def _run(self) -> None:
-        try:
-            await self.loop()
-        except Exception as e:  # the carrier's side ends the call (e.g. the worker is gone)
-            log.warning("client leg failed: %r", e, extra={"call_id": self.id})
-            if not self._outcome.done():
-                self._outcome.set_exception(e)
-            await self._abort()
+    async def failed(self, e: Exception) -> None:
+        """The carrier's side ends the call (e.g. the worker is gone): it gets the error."""
+        log.warning("client leg failed: %r", e, extra={"call_id": self.id})
+        if not self._outcome.done():
+            self._outcome.set_exception(e)
+        await self._abort()
 
     async def _abort(self) -> None:
         """The leg's task is over by an error: leave nothing up at the client."""
@@ -120,15 +116,15 @@ class ClientLeg(Runner[Input, Do]):
             log.info("client leg not cleaned up: %s", e)
 
     async def wait_ended(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        if self.active:
+            await self.over.wait()
 
     async def cancel(self) -> None:
-        self.post(In.PEER_CANCEL)
+        await self.send(In.PEER_CANCEL)
 
     async def hang_up(self, reason: str, cause: int = 200) -> None:
         """BYE the answered client (RFC 3326 Reason), or CANCEL a client still ringing."""
-        self.post(In.HANG_UP, (cause, reason))
+        await self.send(In.HANG_UP, (cause, reason))
 
     async def relay_info(self, request: Request) -> int:
         """Pass the carrier's INFO on to the client (RFC 6086: in the dialog, same body)."""
@@ -151,11 +147,11 @@ class ClientLeg(Runner[Input, Do]):
         if m == "BYE":
             incoming.respond(200)
             if current:
-                self.post(In.RECV_BYE)
+                await self.send(In.RECV_BYE)
             return
         if m in ("INVITE", "UPDATE"):
             if current and not self.machine.terminal:
-                self.post(In.RECV_REFRESH, incoming)
+                await self.send(In.RECV_REFRESH, incoming)
             else:
                 incoming.respond(481)
             return
@@ -324,17 +320,17 @@ class ClientLeg(Runner[Input, Do]):
             if gen != self._gen:
                 return
             if resp.status == 100:
-                self.post(In.RECV_100, resp, gen=gen)
+                await self.send(In.RECV_100, resp, gen=gen)
             elif resp.status < 200:
                 media = None
                 if resp.body and self.local_sdp is not None:
                     checked = validate_answer(self.local_sdp, resp.body)
                     media = checked if isinstance(checked, NegotiatedMedia) else None
-                self.post(In.RECV_1XX_SDP if media else In.RECV_1XX, Provisional(resp, media), gen=gen)
+                await self.send(In.RECV_1XX_SDP if media else In.RECV_1XX, Provisional(resp, media), gen=gen)
             elif resp.is_success:
-                self.post(In.RECV_2XX, resp, gen=gen)
+                await self.send(In.RECV_2XX, resp, gen=gen)
             elif resp.status in (401, 407):
-                self.post(In.RECV_CHALLENGE, resp, gen=gen)
+                await self.send(In.RECV_CHALLENGE, resp, gen=gen)
             else:
                 rang = any(100 < r.status < 200 for r in handle.responses)
                 result = classify(resp.status, rang=rang)
@@ -343,7 +339,7 @@ class ClientLeg(Runner[Input, Do]):
                 retry = resp.retry_after.seconds if resp.retry_after else None
                 tried = attempt(target.uri, result, resp.status, handle.error or resp.reason, retry_after=retry)
                 self._tx_attempts = [f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts]
-                self.post(ClientLegMachine.final_input(tried), tried, gen=gen)
+                await self.send(ClientLegMachine.final_input(tried), tried, gen=gen)
             if resp.status >= 200:
                 return
 
@@ -417,7 +413,7 @@ class ClientLeg(Runner[Input, Do]):
         except Exception as e:
             log.info("BYE not completed: %s", e)
         if report:
-            self.post(In.BYE_DONE)
+            await self.send(In.BYE_DONE)
 
     async def _send_digits(self, digits: str) -> None:
         try:

@@ -1,7 +1,9 @@
-"""The asyncio side of a leg machine: one task per leg feeds its inputs in order, carries
-out the commands and feeds their results back (a command's follow-up input comes before
-any other input). Deadlines are fired here when the one timer task (`deadlines.py`) says
-they are due."""
+"""The asyncio side of a leg machine. Inputs are fed one at a time (a lock): whoever has an
+input — the INVITE's response reader, an in-dialog request's handler, the other leg, the
+deadline task — runs the step in its own task, so an input costs no extra task switch. A
+step carries out the machine's commands in order and feeds their results back at once (a
+command's follow-up input comes before any other input). Deadlines are fired here when the
+one timer task (`deadlines.py`) says they are due."""
 
 from __future__ import annotations
 
@@ -28,15 +30,28 @@ class Runner(Generic[I, D]):
     def __init__(self, ctx: LegContext, machine: Machine[Any, I, D]) -> None:
         self.ctx = ctx
         self.machine = machine
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._lock = asyncio.Lock()
         self._timer_posted = False
+        self._registered = False
+        self._dead = False  # a command failed: the leg takes no more input
+        self.over = asyncio.Event()  # terminal (or dead)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._gen = 0  # inputs posted for an older generation (an abandoned INVITE) are dropped
+        self._gen = 0  # inputs sent for an older generation (an abandoned INVITE) are dropped
+
+    @property
+    def active(self) -> bool:
+        """It has had an input."""
+        return self._registered
 
     # -- inputs
 
+    async def send(self, inp: I, payload: object = None, *, gen: int | None = None) -> None:
+        """Feed one input (after the one being handled, if any) and carry out its commands."""
+        await self._handle((inp, payload, gen))
+
     def post(self, inp: I, payload: object = None, *, gen: int | None = None) -> None:
-        self._queue.put_nowait((inp, payload, gen))
+        """`send` from code that cannot wait."""
+        self.spawn(self.send(inp, payload, gen=gen))
 
     def next_timer(self) -> float | None:
         return None if self._timer_posted else self.machine.next_timer()
@@ -44,28 +59,34 @@ class Runner(Generic[I, D]):
     def timer_due(self) -> None:
         if not self._timer_posted:
             self._timer_posted = True
-            self._queue.put_nowait(_TIMER)
+            self.spawn(self._handle(_TIMER))
 
-    # -- the leg's task
-
-    async def loop(self) -> None:
-        self.ctx.deadlines.add(self)
-        try:
-            while not self.machine.terminal:
-                await self._step(await self._queue.get())
-        finally:
-            self.ctx.deadlines.discard(self)
-            while not self._queue.empty():
-                self.unprocessed(self._queue.get_nowait())
-
-    def unprocessed(self, item: object) -> None:
-        """An input posted after the end (e.g. a request to answer)."""
+    async def _handle(self, item: object) -> None:
+        async with self._lock:
+            if item is _TIMER:
+                self._timer_posted = False
+            if self._dead or self.machine.terminal:
+                if item is not _TIMER:
+                    self.unprocessed(item)
+                return
+            if not self._registered:
+                self._registered = True
+                self.ctx.deadlines.add(self)
+            try:
+                await self._step(item)
+            except Exception as e:
+                self._dead = True
+                await self.failed(e)
+            if self._dead or self.machine.terminal:
+                self.ctx.deadlines.discard(self)
+                self.over.set()
+            else:
+                self.ctx.deadlines.update(self)
 
     async def _step(self, item: object) -> None:
         now = self.ctx.now()
         batches: deque[tuple[list[D], object]]
         if item is _TIMER:
-            self._timer_posted = False
             batches = deque([(self.machine.handle_timer(now), None)])
         else:
             assert isinstance(item, tuple)
@@ -82,10 +103,18 @@ class Runner(Generic[I, D]):
                     follow.append(nxt)
             for inp, p in follow:
                 batches.append((self.machine.handle(inp, self.ctx.now(), p), p))
-        self.ctx.deadlines.update(self)
+
+    # -- for the legs
 
     async def do(self, do: D, payload: object) -> FollowUp:
         raise NotImplementedError
+
+    def unprocessed(self, item: object) -> None:
+        """An input sent after the end (e.g. a request still to answer)."""
+
+    async def failed(self, e: Exception) -> None:
+        """A command failed (a bug, or an error the table has no input for): the leg is over."""
+        log.exception("leg failed", exc_info=e)
 
     async def answering(self, incoming: Any, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run a command that answers a request: a failure is that request's 500 (as the

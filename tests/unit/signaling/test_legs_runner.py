@@ -1,5 +1,5 @@
-"""The asyncio side of the legs, in memory: the one deadline task and a leg's runner (its
-input order, its follow-ups, its deadlines). No sockets, no bus."""
+"""The asyncio side of the legs, in memory: the one deadline task and a leg's runner (one
+input at a time, follow-ups first, its deadlines). No sockets, no bus."""
 
 from __future__ import annotations
 
@@ -75,20 +75,34 @@ def context(deadlines: Deadlines) -> LegContext:
 async def test_a_follow_up_comes_before_queued_inputs_and_the_deadline_fires() -> None:
     deadlines = Deadlines()
     leg = ToyRunner(context(deadlines), seconds=0.0)  # due at once: no waiting in the test
-    leg.post(In.GO)
-    leg.post(In.POKE)  # queued while START runs: handled after STARTED armed the deadline
-    await asyncio.wait_for(leg.loop(), 5.0)
+    go = asyncio.ensure_future(leg.send(In.GO))
+    await asyncio.sleep(0)  # GO's START command is under way
+    await leg.send(In.POKE)  # waits for GO's step: handled after STARTED armed the deadline
+    await go
+    await asyncio.wait_for(leg.over.wait(), 5.0)
     assert leg.log == [(Do.START, St.WAITING), (Do.NOTE, St.WAITING), (Do.NOTE, St.DONE)]
     assert leg.machine.state is St.DONE
+    deadlines.close()
+
+
+async def test_an_input_after_the_end_is_not_fed() -> None:
+    deadlines = Deadlines()
+    leg = ToyRunner(context(deadlines), seconds=0.0)
+    await leg.send(In.GO)
+    await asyncio.wait_for(leg.over.wait(), 5.0)
+    seen: list[object] = []
+    leg.unprocessed = seen.append  # type: ignore[method-assign]
+    await leg.send(In.POKE)
+    assert len(seen) == 1 and leg.machine.state is St.DONE
     deadlines.close()
 
 
 async def test_an_input_of_an_older_generation_is_dropped() -> None:
     deadlines = Deadlines()
     leg = ToyRunner(context(deadlines), seconds=0.0)
-    leg.post(In.POKE, gen=leg._gen - 1)  # e.g. a response to an abandoned INVITE
-    leg.post(In.GO)
-    await asyncio.wait_for(leg.loop(), 5.0)
+    await leg.send(In.POKE, gen=leg._gen - 1)  # e.g. a response to an abandoned INVITE
+    await leg.send(In.GO)
+    await asyncio.wait_for(leg.over.wait(), 5.0)
     assert [do for do, _ in leg.log] == [Do.START, Do.NOTE]  # only the timeout's NOTE
     deadlines.close()
 
