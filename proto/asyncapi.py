@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from proto import events as ev
 from proto import messages as m
 from proto import subjects as s
 
@@ -72,13 +74,50 @@ CHANNELS: tuple[Channel, ...] = (
 )
 
 
+def _schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in js.pop("$defs", {}).items():
+        schemas[name] = sub
+    return js
+
+
+def _event_bodies(schemas: dict[str, Any], messages: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One message per call event kind: the CallEvent envelope with that kind and its body
+    as `payload`. Returns the refs for the callEvent channel and for the SIP trace channel."""
+    state: dict[str, Any] = {}
+    traces: dict[str, Any] = {}
+    for kind, model in sorted(ev.KINDS.items()):
+        body = _schema(model, schemas)
+        # The payload object on the wire: the kind is the envelope's.
+        for field in model.WIRE_EXCLUDE:
+            body["properties"].pop(field, None)
+            if field in body.get("required", []):
+                body["required"].remove(field)
+        body["title"] = f"{model.__name__} payload"
+        schemas[model.__name__] = body
+        name = f"CallEvent.{kind}"
+        messages[name] = {
+            "name": name,
+            "title": kind,
+            "summary": (model.__doc__ or kind).strip().splitlines()[0],
+            "contentType": "application/json",
+            "payload": {"allOf": [
+                {"$ref": "#/components/schemas/CallEvent"},
+                {"type": "object", "properties": {
+                    "kind": {"const": kind},
+                    "seq": {"description": "Always 0 (not numbered)."} if not model.NUMBERED else
+                           {"description": "Per call and emitting node, from 1."},
+                    "payload": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+            ]},
+        }
+        (state if model.NUMBERED else traces)[name] = {"$ref": f"#/components/messages/{name}"}
+    return state, traces
+
+
 def document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for model in m.ALL_MESSAGES:
-        js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, sub in js.pop("$defs", {}).items():
-            schemas[name] = sub
-        schemas[model.__name__] = js
+        schemas[model.__name__] = _schema(model, schemas)
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -112,6 +151,24 @@ def document() -> dict[str, Any]:
             }
             op["reply"] = {"channel": {"$ref": f"#/channels/{reply_name}"}}
         operations[ch.name] = op
+    entities = ", ".join(e.value for e in m.ConfigEntity)
+    channels["configChanged"]["parameters"]["entity"] = {
+        "description": f"One of {entities} (open: a newer config may add one)."}
+    state, traces = _event_bodies(schemas, messages)
+    call_event = channels["callEvent"]
+    call_event["messages"].update(state)
+    call_event["description"] += (" The `CallEvent` message is the envelope; the others are each kind this "
+                                  "version emits. Kinds are open: a reader keeps an unknown one as it came.")
+    address = _addr(s.call_event(_p("callId"), "sip_in"), "callId")
+    channels["callSipTrace"] = {
+        "address": address[: address.rindex(".")] + ".{direction}",
+        "description": "The SIP messages of a call (direction: in or out), kept by the CALLS stream; "
+                       "consumers of the call's state never receive them.",
+        "messages": traces,
+        "parameters": {"callId": {}, "direction": {"enum": ["in", "out"]}},
+    }
+    operations["callSipTrace"] = {"action": "receive", "channel": {"$ref": "#/channels/callSipTrace"},
+                                  "summary": "config: the SIP traces of a call (CLI, pcap export)."}
     return {
         "asyncapi": "3.0.0",
         "info": {

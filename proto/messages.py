@@ -9,6 +9,7 @@ never repurpose one.
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,9 +95,19 @@ class RoutingDecision(Message):
     region_preference: str | None = None
 
 
+class ConfigEntity(StrEnum):
+    """What a ConfigChanged is about (also the subject's token)."""
+
+    ACCOUNTS = "accounts"
+    API_KEYS = "api_keys"
+    TRACKING_NUMBERS = "tracking_numbers"
+    RECEIVING_NUMBERS = "receiving_numbers"
+
+
 class ConfigChanged(Message):
     entity: str
-    """accounts, api_keys, tracking_numbers, receiving_numbers, ..."""
+    """A ConfigEntity value. A plain str on the wire, so an entity a newer config adds still
+    parses here (and is ignored by what does not care)."""
     id: str
     account_id: str | None = None
     op: Literal["created", "updated", "deleted"] = "updated"
@@ -330,11 +341,14 @@ class LegSignal(Message):
 # --- call events ---------------------------------------------------------------------
 
 CallEventKind = str
-"""received, resolved, media_allocated, dialing, challenged, ringing, answered, dtmf,
-ended, failed, sip_in, sip_out, media_stats, ... (open: new kinds may appear)."""
+"""The kinds this version emits are `proto.events.KINDS` (one body model each); open: a
+newer node may emit a kind this one does not know."""
 
 
 class CallEvent(Message):
+    """The envelope of every call event. `payload` is the body of its kind
+    (`proto.events.parse` reads it as the kind's model; `envelope` builds one from a model)."""
+
     call_id: str
     kind: CallEventKind
     ts: float = Field(default_factory=now)

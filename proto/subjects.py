@@ -12,6 +12,9 @@ import re
 CALLS_STREAM = "CALLS"
 """JetStream stream that keeps every call event (`call.>`), for replay and records."""
 
+TRUNKS_BUCKET = "switchboard_registry_trunks"
+"""JetStream KV bucket of the registry's operator trunks (the default of `trunks_bucket`)."""
+
 MICRO_PREFIX = "$SRV"
 """nats.micro discovery prefix ($SRV.PING, $SRV.INFO, $SRV.STATS)."""
 
@@ -27,6 +30,27 @@ def token(value: str) -> str:
     if not _TOKEN.match(value):
         raise SubjectError(f"not a valid subject token: {value!r}")
     return value
+
+
+# --- queue groups ---------------------------------------------------------------------
+# A request subject served by many instances is subscribed in a queue group, so each
+# request reaches one of them. Not subjects, but part of the same contract.
+
+CONFIG_QUEUE = "config"
+"""Every config instance answering `routing.resolve`."""
+
+REGISTRY_QUEUE = "registry"
+"""Every registry instance answering `registry.*` requests."""
+
+
+def media_queue(region: str) -> str:
+    """The media workers of one region answering `media.<region>.allocate`."""
+    return f"media-{token(region)}"
+
+
+def signaling_queue(region: str) -> str:
+    """The signaling nodes of one region answering `signaling.<region>.originate`."""
+    return f"signaling-{token(region)}"
 
 
 # --- config ---------------------------------------------------------------------------

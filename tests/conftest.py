@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,9 +9,6 @@ import pytest
 
 from services.common.bus import Bus
 from services.common.natsserver import NatsServer
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_TESTDATA = REPO.parent / "shared" / "testdata"
 
 
 @pytest.fixture
@@ -29,8 +25,3 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
     b = await Bus.connect(nats_server.url, "test")
     yield b
     await b.close()
-
-
-def postgres_url() -> str | None:
-    """The PostgreSQL to test against: SWITCHBOARD_TEST_POSTGRES_URL (set by .ci/run)."""
-    return os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL")

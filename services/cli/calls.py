@@ -15,9 +15,8 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from proto import subjects
+from proto import events, subjects
 from proto.messages import CallEvent, RoutingDecision, RoutingRequest
 from services.common.bus import Bus
 from services.common.callstream import follow_events, read_call_events
@@ -33,36 +32,37 @@ KEY_FIELDS = ("tracking_number", "caller", "account_id", "receiving_number_id", 
 
 
 def summary(ev: CallEvent) -> str:
-    p = ev.payload
-    if ev.kind in ("sip_in", "sip_out"):
-        arrow = "<-" if ev.kind == "sip_in" else "->"
-        peer = p.get("src") if ev.kind == "sip_in" else p.get("dst")
-        return f"{arrow} {peer} {p.get('transport', '')} {p.get('first_line', '')}"
+    body = events.parse_or_generic(ev)
+    if isinstance(body, events.SipIn):
+        return f"<- {body.src} {body.transport} {body.first_line}"
+    if isinstance(body, events.SipOut):
+        return f"-> {body.dst} {body.transport} {body.first_line}"
+    p = body.to_payload()
     return " ".join(f"{k}={p[k]}" for k in KEY_FIELDS if p.get(k) not in (None, ""))
 
 
-def timeline(events: list[CallEvent], *, whole_sip: bool = False) -> str:
-    if not events:
+def timeline(evs: list[CallEvent], *, whole_sip: bool = False) -> str:
+    if not evs:
         return ""
-    t0 = events[0].ts
+    t0 = evs[0].ts
     lines = []
-    for ev in events:
+    for ev in evs:
         lines.append(f"{ev.ts - t0:+9.3f}s  {ev.service:<9} {ev.node:<16} {ev.kind:<16} {summary(ev)}")
-        if whole_sip and ev.kind in ("sip_in", "sip_out"):
-            lines.extend("           | " + line for line in str(ev.payload.get("message", "")).splitlines())
+        body = events.parse_or_generic(ev) if whole_sip else None
+        if isinstance(body, events.SipTrace):
+            lines.extend("           | " + line for line in body.message.splitlines())
     return "\n".join(lines)
 
 
-def sip_packets(events: list[CallEvent]) -> list[SipPacket]:
+def sip_packets(evs: list[CallEvent]) -> list[SipPacket]:
     out = []
-    for ev in events:
-        if ev.kind not in ("sip_in", "sip_out"):
+    for ev in evs:
+        body = events.parse_or_generic(ev)
+        if not isinstance(body, events.SipTrace):
             continue
-        p = ev.payload
         try:
-            out.append(SipPacket(ev.ts, split_hostport(p["src"]), split_hostport(p["dst"]),
-                                 str(p["message"]).encode()))
-        except (KeyError, ValueError):
+            out.append(SipPacket(ev.ts, split_hostport(body.src), split_hostport(body.dst), body.message.encode()))
+        except ValueError:
             continue
     return out
 
@@ -86,21 +86,21 @@ async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]
 
 
 async def _events_or_complain(bus: Bus, call_id: str) -> list[CallEvent]:
-    events = await read_call_events(bus, subjects.token(call_id))
-    if not events:
+    evs = await read_call_events(bus, subjects.token(call_id))
+    if not evs:
         print(f"no events for call {call_id} (unknown id, or older than the stream keeps)", file=sys.stderr)
-    return events
+    return evs
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     async def go(bus: Bus) -> int:
-        events = await _events_or_complain(bus, args.call_id)
-        if not events:
+        evs = await _events_or_complain(bus, args.call_id)
+        if not evs:
             return 1
         if args.json:
-            print(json.dumps([e.model_dump() for e in events], indent=2))
+            print(json.dumps([e.model_dump() for e in evs], indent=2))
         else:
-            print(timeline(events, whole_sip=args.sip))
+            print(timeline(evs, whole_sip=args.sip))
         return 0
 
     return asyncio.run(_with_bus(args, go))
@@ -123,20 +123,20 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     async def go(bus: Bus) -> int:
-        events = await _events_or_complain(bus, args.call_id)
-        for ev in events:
+        evs = await _events_or_complain(bus, args.call_id)
+        for ev in evs:
             await bus.publish(args.to, ev)
         await bus.nc.flush()
-        print(f"republished {len(events)} events to {args.to}")
-        return 0 if events else 1
+        print(f"republished {len(evs)} events to {args.to}")
+        return 0 if evs else 1
 
     return asyncio.run(_with_bus(args, go))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     async def go(bus: Bus) -> int:
-        events = await _events_or_complain(bus, args.call_id)
-        packets = sip_packets(events)
+        evs = await _events_or_complain(bus, args.call_id)
+        packets = sip_packets(evs)
         n = write_pcap(Path(args.pcap), packets)
         print(f"wrote {n} SIP messages to {args.pcap}")
         return 0 if n else 1
@@ -144,30 +144,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(_with_bus(args, go))
 
 
-def reroute_request(events: list[CallEvent]) -> RoutingRequest | None:
-    for ev in events:
-        if ev.kind == "received" and ev.payload.get("tracking_number"):
-            p: dict[str, Any] = ev.payload
-            return RoutingRequest(call_id=ev.call_id, tracking_number=p["tracking_number"],
-                                  caller=p.get("caller"), caller_name=p.get("caller_name"),
-                                  source=p.get("source"), region=ev.region or None)
+def reroute_request(evs: list[CallEvent]) -> RoutingRequest | None:
+    for ev in evs:
+        body = events.parse_or_generic(ev)
+        if isinstance(body, events.Received) and body.tracking_number:
+            return RoutingRequest(call_id=ev.call_id, tracking_number=body.tracking_number, caller=body.caller,
+                                  caller_name=body.caller_name, source=body.source, region=ev.region or None)
+    return None
+
+
+def _resolved(evs: list[CallEvent]) -> events.Resolved | None:
+    for ev in evs:
+        body = events.parse_or_generic(ev)
+        if isinstance(body, events.Resolved):
+            return body
     return None
 
 
 def cmd_reroute(args: argparse.Namespace) -> int:
     async def go(bus: Bus) -> int:
-        events = await _events_or_complain(bus, args.call_id)
-        req = reroute_request(events)
+        evs = await _events_or_complain(bus, args.call_id)
+        req = reroute_request(evs)
         if req is None:
             print("the call's `received` event is missing: nothing to re-run", file=sys.stderr)
             return 1
         decision = await bus.request(subjects.routing_resolve(), req, RoutingDecision, timeout=2.0)
-        then = next((e.payload for e in events if e.kind == "resolved"), None)
+        then = _resolved(evs)
         now = decision.model_dump(exclude={"schema_version"})
         for t in now["targets"]:
             t.pop("password", None)
         if args.json:
-            print(json.dumps({"then": then, "now": now}, indent=2))
+            print(json.dumps({"then": then.to_payload() if then else None, "now": now}, indent=2))
             return 0
         print(f"tracking number {req.tracking_number}, caller {req.caller}")
         if not decision.ok:
@@ -179,10 +186,10 @@ def cmd_reroute(args: argparse.Namespace) -> int:
                 print(f"  {i}. {t.uri} ({t.transport}, priority {t.priority}, weight {t.weight}"
                       f"{', SRTP' if t.secure_media else ''})")
         if then is not None:
-            before = [t.get("uri") for t in then.get("targets", [])]
+            before = [t.uri for t in then.targets]
             after = [t.uri for t in decision.targets]
-            print("unchanged since the call" if before == after and then.get("ok") == decision.ok
-                  else f"then: {'ok' if then.get('ok') else 'rejected'} {before}")
+            print("unchanged since the call" if before == after and then.ok == decision.ok
+                  else f"then: {'ok' if then.ok else 'rejected'} {before}")
         return 0
 
     return asyncio.run(_with_bus(args, go))

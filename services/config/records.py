@@ -26,6 +26,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import singledispatch
 from typing import Any
 
 import nats.errors
@@ -38,8 +39,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from proto import subjects
-from proto.messages import CallEvent
+from proto import events, subjects
+from proto.messages import CallEvent, MediaStats
 from services.common.bus import Bus
 
 from .db.models import CallRecord
@@ -90,22 +91,27 @@ def gaps(applied: dict[str, list[int]]) -> dict[str, list[int]]:
     return out
 
 
-def _media_summary(rec: CallRecord, media: dict[str, Any]) -> None:
-    legs = [media.get(k) or {} for k in ("a", "b")]
-    rec.media = media
-    rec.mos = media.get("mos")
-    rec.packets_lost = sum(int(leg.get("lost") or 0) for leg in legs)
-    rec.jitter_ms = max((float(leg.get("jitter_ms") or 0.0) for leg in legs), default=0.0)
-    rec.srtp_failures = sum(int(leg.get("srtp_failures") or 0) for leg in legs)
+_MEDIA_KEYS = {"worker_id", "a", "b", "mos", "duration"}
+
+
+def _media_summary(rec: CallRecord, stats: MediaStats, *, with_call_id: bool) -> None:
+    rec.media = stats.model_dump(mode="json", include=_MEDIA_KEYS | ({"call_id"} if with_call_id else set()))
+    legs = (stats.a, stats.b)
+    rec.mos = stats.mos
+    rec.packets_lost = sum(leg.lost for leg in legs)
+    rec.jitter_ms = max(leg.jitter_ms for leg in legs)
+    rec.srtp_failures = sum(leg.srtp_failures for leg in legs)
 
 
 def apply_event(rec: CallRecord, ev: CallEvent) -> bool:
-    """Fold `ev` into `rec`. False when this (node, seq) was applied before (no change)."""
+    """Fold `ev` into `rec`. False when this (node, seq) was applied before (no change).
+    Raises ValueError (pydantic's ValidationError) when a known kind's payload is malformed."""
     node_key = f"{ev.service}:{ev.node}"
     applied: dict[str, list[int]] = dict(rec.applied or {})
     seqs = list(applied.get(node_key, []))
     if ev.seq and ev.seq in seqs:
         return False
+    body = events.parse(ev)  # before any change: a malformed event leaves the record as it was
     if ev.seq:
         seqs.append(ev.seq)
         seqs.sort()
@@ -113,80 +119,126 @@ def apply_event(rec: CallRecord, ev: CallEvent) -> bool:
         rec.applied = applied  # a new object, so the JSON column is seen as changed
     rec.event_count = (rec.event_count or 0) + 1
     rec.started_at = _earliest(rec.started_at, ev.ts)
-    p = ev.payload
-    k = ev.kind
-    if ev.service == "signaling" and ev.node and (rec.node is None or k == "received"):
+    if ev.service == "signaling" and ev.node and (rec.node is None or isinstance(body, events.Received)):
         rec.node = ev.node[:64]
-    if k == "received":
-        rec.tracking_number = _str(p.get("tracking_number"), 40) or rec.tracking_number
-        rec.caller = _str(p.get("caller"), 200)
-        rec.caller_name = _str(p.get("caller_name"), 200)
-        rec.sip_call_id = _str(p.get("sip_call_id"), 255)
-        rec.region = rec.region or (ev.region[:16] if ev.region else None)
-    elif k == "resolved":
-        if p.get("account_id"):
-            rec.account_id = str(p["account_id"])[:40]
-        rec.receiving_number_id = _str(p.get("receiving_number_id"), 40)
-        if p.get("region") or ev.region:
-            rec.region = str(p.get("region") or ev.region)[:16]
-        if p.get("secure_media") is not None:
-            rec.secure_media = bool(p.get("secure_media"))
-    elif k == "media_allocated":
-        if p.get("region"):
-            rec.region = str(p["region"])[:16]
-        if p.get("secure") is not None:
-            rec.secure_media = bool(p["secure"])
-    elif k == "dialing":
-        _attempt(rec, str(p.get("target") or ""), ev.ts, dial=True)
-    elif k in ("attempt_failed", "ring_timeout", "auth_failed"):
-        result = p.get("result") or {"ring_timeout": "no-answer", "auth_failed": "auth-failed"}.get(k, "failed")
-        _attempt(rec, str(p.get("target") or ""), ev.ts, result=str(result),
-                 status=p.get("sip_status", p.get("status")), reason=p.get("reason"))
-    elif k == "ringing":
-        if rec.ringing_at is None or to_dt(ev.ts) < aware(rec.ringing_at):  # type: ignore[operator]
-            rec.ringing_at = to_dt(ev.ts)
-    elif k == "answered":
-        rec.answered_at = to_dt(ev.ts)
-        if p.get("pdd_ms") is not None:
-            rec.pdd_ms = int(p["pdd_ms"])
-        _attempt(rec, str(p.get("target") or ""), ev.ts, result="answered", status=200)
-    elif k == "dtmf":
-        key = f"{node_key}:{ev.seq}"
-        entries = [d for d in (rec.dtmf or []) if d.get("key") != key]
-        entries.append({"digit": str(p.get("digit", ""))[:1], "leg": p.get("leg"),
-                        "duration_ms": p.get("duration_ms"), "ts": ev.ts, "key": key})
-        entries.sort(key=lambda d: (d["ts"], d["key"]))
-        rec.dtmf = entries
-    elif k == "media_stats":
-        if not rec.media:
-            _media_summary(rec, {key: p.get(key) for key in ("a", "b", "mos", "duration", "worker_id")})
-    elif k == "failed":
-        if rec.final_kind != "ended":
-            _final(rec, ev, p, "failed")
-            for i, a in enumerate(p.get("attempts") or []):
-                if isinstance(a, dict) and a.get("target"):
-                    _attempt(rec, str(a["target"]), None, result=a.get("result"), status=a.get("status"),
-                             reason=a.get("reason"), index=i)
-    elif k == "ended":
-        _final(rec, ev, p, "ended")
-        if isinstance(p.get("media"), dict):
-            _media_summary(rec, p["media"])
+    _fold(body, rec, ev)
     return True
 
 
-def _final(rec: CallRecord, ev: CallEvent, p: dict[str, Any], kind: str) -> None:
+# One folding function per event type; a kind without one (SIP traces, hold, a newer
+# node's GenericEvent, ...) changes nothing but the counts above.
+
+
+@singledispatch
+def _fold(body: events.EventBody, rec: CallRecord, ev: CallEvent) -> None:
+    return None
+
+
+@_fold.register
+def _received(body: events.Received, rec: CallRecord, ev: CallEvent) -> None:
+    rec.tracking_number = _str(body.tracking_number, 40) or rec.tracking_number
+    rec.caller = _str(body.caller, 200)
+    rec.caller_name = _str(body.caller_name, 200)
+    rec.sip_call_id = _str(body.sip_call_id, 255)
+    rec.region = rec.region or (ev.region[:16] if ev.region else None)
+
+
+@_fold.register
+def _resolved(body: events.Resolved, rec: CallRecord, ev: CallEvent) -> None:
+    if body.account_id:
+        rec.account_id = body.account_id[:40]
+    rec.receiving_number_id = _str(body.receiving_number_id, 40)
+    if body.region or ev.region:
+        rec.region = str(body.region or ev.region)[:16]
+    rec.secure_media = body.secure_media
+
+
+@_fold.register
+def _media_allocated(body: events.MediaAllocated, rec: CallRecord, ev: CallEvent) -> None:
+    if body.region:
+        rec.region = body.region[:16]
+    rec.secure_media = body.secure
+
+
+@_fold.register
+def _dialing(body: events.Dialing, rec: CallRecord, ev: CallEvent) -> None:
+    _attempt(rec, body.target, ev.ts, dial=True)
+
+
+@_fold.register
+def _attempt_failed(body: events.AttemptFailed, rec: CallRecord, ev: CallEvent) -> None:
+    _attempt(rec, body.target, ev.ts, result=body.result or "failed", status=body.sip_status, reason=body.reason)
+
+
+@_fold.register
+def _ring_timeout(body: events.RingTimeout, rec: CallRecord, ev: CallEvent) -> None:
+    _attempt(rec, body.target, ev.ts, result="no-answer")
+
+
+@_fold.register
+def _auth_failed(body: events.AuthFailed, rec: CallRecord, ev: CallEvent) -> None:
+    _attempt(rec, body.target, ev.ts, result="auth-failed", status=body.status, reason=body.reason)
+
+
+@_fold.register
+def _ringing(body: events.Ringing, rec: CallRecord, ev: CallEvent) -> None:
+    if rec.ringing_at is None or to_dt(ev.ts) < aware(rec.ringing_at):  # type: ignore[operator]
+        rec.ringing_at = to_dt(ev.ts)
+
+
+@_fold.register
+def _answered(body: events.Answered, rec: CallRecord, ev: CallEvent) -> None:
+    rec.answered_at = to_dt(ev.ts)
+    rec.pdd_ms = body.pdd_ms
+    _attempt(rec, body.target, ev.ts, result="answered", status=200)
+
+
+@_fold.register
+def _dtmf(body: events.Dtmf, rec: CallRecord, ev: CallEvent) -> None:
+    key = f"{ev.service}:{ev.node}:{ev.seq}"
+    entries = [d for d in (rec.dtmf or []) if d.get("key") != key]
+    entries.append({"digit": body.digit[:1], "leg": body.leg, "duration_ms": body.duration_ms, "ts": ev.ts,
+                    "key": key})
+    entries.sort(key=lambda d: (d["ts"], d["key"]))
+    rec.dtmf = entries
+
+
+@_fold.register
+def _media_stats(body: events.MediaStatsReport, rec: CallRecord, ev: CallEvent) -> None:
+    if not rec.media:  # the `ended` event's copy, when there is one, is the same
+        _media_summary(rec, body, with_call_id=False)
+
+
+@_fold.register
+def _failed(body: events.Failed, rec: CallRecord, ev: CallEvent) -> None:
+    if rec.final_kind == "ended":
+        return
+    _final(rec, ev, "failed", result=body.result, reason=body.reason, sip_status=body.sip_status, duration=None)
+    for i, a in enumerate(body.attempts):
+        _attempt(rec, a.target, None, result=a.result, status=a.status, reason=a.reason, index=i)
+
+
+@_fold.register
+def _ended(body: events.Ended, rec: CallRecord, ev: CallEvent) -> None:
+    _final(rec, ev, "ended", result=body.result, reason=body.reason, by=body.by, duration=body.duration)
+    if body.media is not None:
+        _media_summary(rec, body.media, with_call_id=True)
+
+
+def _final(rec: CallRecord, ev: CallEvent, kind: str, *, result: str, reason: str, duration: float | None,
+           sip_status: int | None = None, by: str | None = None) -> None:
     rec.final_kind = kind
     rec.ended_at = to_dt(ev.ts)
-    result = str(p.get("result") or ("completed" if kind == "ended" and rec.answered_at else "failed"))
+    result = result or ("completed" if kind == "ended" and rec.answered_at else "failed")
     rec.result = result if result in RESULTS else "failed"
-    rec.reason = _str(p.get("reason"), 255)
+    rec.reason = _str(reason, 255)
     if kind == "ended":
-        rec.ended_by = _str(p.get("by"), 32)
+        rec.ended_by = _str(by, 32)
         rec.sip_status = 200 if rec.result == "completed" else (487 if rec.result == "canceled" else rec.sip_status)
-    elif p.get("sip_status") is not None:
-        rec.sip_status = int(p["sip_status"])
-    if p.get("duration") is not None and rec.result == "completed":
-        rec.duration = float(p["duration"])
+    elif sip_status is not None:
+        rec.sip_status = sip_status
+    if duration is not None and rec.result == "completed":
+        rec.duration = float(duration)
     elif rec.answered_at is not None and rec.result == "completed":
         rec.duration = round((to_dt(ev.ts) - aware(rec.answered_at)).total_seconds(), 3)  # type: ignore[operator]
     else:

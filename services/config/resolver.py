@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from proto import subjects
-from proto.messages import ConfigChanged, RoutingDecision, RoutingRequest, SipTarget, TlsOptions
+from proto.messages import ConfigChanged, ConfigEntity, RoutingDecision, RoutingRequest, SipTarget, TlsOptions
 from services.common.bus import Bus
 from services.common.tasks import cancel_and_wait
 
@@ -30,9 +30,8 @@ from .validation import normalize_e164, parse_sip_uri
 
 log = logging.getLogger("switchboard.config.resolver")
 
-QUEUE_GROUP = "config"
 # Entities whose changes can alter a routing decision.
-ROUTING_ENTITIES = {"accounts", "receiving_numbers", "tracking_numbers"}
+ROUTING_ENTITIES = {ConfigEntity.ACCOUNTS, ConfigEntity.RECEIVING_NUMBERS, ConfigEntity.TRACKING_NUMBERS}
 
 
 @dataclass
@@ -98,7 +97,8 @@ class Resolver:
         self._tasks.append(asyncio.create_task(self._worker()))
         self._tasks.append(asyncio.create_task(self._periodic()))
         if self.bus is not None and serve:
-            await self.bus.subscribe(subjects.routing_resolve(), self.handle, RoutingRequest, queue=QUEUE_GROUP)
+            await self.bus.subscribe(subjects.routing_resolve(), self.handle, RoutingRequest,
+                                     queue=subjects.CONFIG_QUEUE)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)

@@ -17,6 +17,7 @@ from typing import Any
 from nats.aio.subscription import Subscription
 
 from proto import subjects
+from proto.events import CallEventBody, MediaStatsReport
 from proto.messages import (
     Ack,
     Heartbeat,
@@ -89,7 +90,8 @@ class Media(Component[MediaSettings]):
             await self.bus.subscribe(subjects.media_worker(w, "dtmf"), self.on_dtmf, MediaDtmf),
         ]
         self._allocate_sub = await self.bus.subscribe(
-            subjects.media_allocate(s.region), self.on_allocate, MediaAllocate, queue=f"media-{s.region}")
+            subjects.media_allocate(s.region), self.on_allocate, MediaAllocate,
+            queue=subjects.media_queue(s.region))
         await self.bus.nc.flush()
         self._ticker = asyncio.create_task(self._tick())
         relay = self.relay
@@ -144,8 +146,8 @@ class Media(Component[MediaSettings]):
             except Exception:
                 log.exception("media tick failed")
 
-    def _emit(self, call_id: str, kind: str, payload: dict[str, Any]) -> None:
-        self._spawn(self.events.emit(call_id, kind, **payload))
+    def _emit(self, call_id: str, body: CallEventBody) -> None:
+        self._spawn(self.events.emit(call_id, body))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -214,7 +216,7 @@ class Media(Component[MediaSettings]):
             metrics.SRTP_FAILURES.labels(name).inc(leg.srtp_failures)
             metrics.DROPPED.labels(name).inc(leg.dropped)
         await asyncio.sleep(0)  # let the call's queued events take their sequence numbers first
-        await self.events.emit(call.call_id, "media_stats", **stats.model_dump(exclude={"schema_version", "call_id"}))
+        await self.events.emit(call.call_id, MediaStatsReport.of(stats))
         self.events.forget(call.call_id)
         return stats
 

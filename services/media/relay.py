@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from proto.events import CallEventBody, Dtmf, MediaTimeout
 from proto.messages import Direction, LegStats, MediaStats
 
 from . import packets as pk
@@ -42,7 +43,7 @@ _unpack_hdr = _HDR.unpack_from
 _pack_hdr = _HDR.pack
 _pack_hdr_into = _HDR.pack_into
 
-EmitFn = Callable[[str, str, dict[str, Any]], None]
+EmitFn = Callable[[str, CallEventBody], None]
 
 
 def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], signalled_host: str | None) -> bool:
@@ -177,13 +178,13 @@ class Call:
 
 
 class Relay:
-    """Every call of one worker. `emit(call_id, kind, payload)` publishes call events."""
+    """Every call of one worker. `emit(call_id, body)` publishes call events."""
 
     def __init__(self, pool: PortPool, *, host: str, emit: EmitFn | None = None, socket_buffer: int = 0,
                  default_timeout: float = 30.0) -> None:
         self.pool = pool
         self.host = host
-        self.emit = emit or (lambda call_id, kind, payload: None)
+        self.emit = emit or (lambda call_id, body: None)
         self.socket_buffer = socket_buffer
         self.default_timeout = default_timeout
         self.calls: dict[str, Call] = {}
@@ -287,7 +288,7 @@ class Relay:
             if now - last > call.timeout:
                 if not call.timed_out:
                     call.timed_out = True
-                    self.emit(call.call_id, "media_timeout", {"seconds": round(now - last, 1)})
+                    self.emit(call.call_id, MediaTimeout(seconds=round(now - last, 1)))
             else:
                 call.timed_out = False
 
@@ -296,7 +297,7 @@ class Relay:
             self._digit(call, leg, d)
 
     def _digit(self, call: Call, leg: Leg, d: Digit) -> None:
-        self.emit(call.call_id, "dtmf", {"digit": d.digit, "leg": leg.name, "duration_ms": d.duration_ms})
+        self.emit(call.call_id, Dtmf(digit=d.digit, leg=leg.name, duration_ms=d.duration_ms))
 
     # --- packet path -------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from .trunks import TrunkStore
 log = logging.getLogger("switchboard.registry")
 
 VERBS = ("regions", "allowlist", "trunks_list", "trunks_add", "trunks_delete")
-QUEUE = "registry"
 BAD_LOG_EVERY = 60.0
 
 
@@ -62,10 +61,11 @@ class Registry(Component[RegistrySettings]):
         self._reconnects = self._reconnect_count()
         # No queue group: every registry instance hears every heartbeat, so they agree.
         await self.bus.nc.subscribe(subjects.heartbeat_all(), cb=self._on_heartbeat)
-        await self.bus.subscribe(subjects.registry_select(), self.api.select, RegionSelect, queue=QUEUE)
-        await self.bus.subscribe(subjects.registry_trunk_check(), self.api.trunk_check, TrunkCheck, queue=QUEUE)
+        queue = subjects.REGISTRY_QUEUE
+        await self.bus.subscribe(subjects.registry_select(), self.api.select, RegionSelect, queue=queue)
+        await self.bus.subscribe(subjects.registry_trunk_check(), self.api.trunk_check, TrunkCheck, queue=queue)
         for verb in VERBS:
-            await self.bus.subscribe(subjects.registry_query(verb), self._verb(verb), RegistryQuery, queue=QUEUE)
+            await self.bus.subscribe(subjects.registry_query(verb), self._verb(verb), RegistryQuery, queue=queue)
         self._tasks = [asyncio.create_task(self._judge()), asyncio.create_task(self._refresh_trunks())]
         log.info(
             "registry: %d signaling and %d media regions, %d file trunks%s",

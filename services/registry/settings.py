@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from proto import subjects
 from services.common.settings import CommonSettings
 
 
@@ -18,7 +19,7 @@ class RegistrySettings(CommonSettings):
     warmup: float | None = None
     """Seconds after start before a region may be declared down; default one expiry period
     (expiry_factor × heartbeat_interval)."""
-    trunks_bucket: str = Field(default="switchboard_registry_trunks", pattern=r"^[A-Za-z0-9_\-]+$")
+    trunks_bucket: str = Field(default=subjects.TRUNKS_BUCKET, pattern=r"^[A-Za-z0-9_\-]+$")
     kv_replicas: int = Field(default=1, ge=1, le=5)
     trunk_refresh: float = Field(default=1.0, gt=0)
     """Seconds between re-reads of the trunks KV (other instances' writes)."""

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo: tests.interop is importable
-
-from tests.interop.stack import running_stack, udp_free_port  # noqa: E402
-from tests.interop.test_b2bua_failover import carrier  # noqa: E402
-from tests.interop.test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp  # noqa: E402
+from tests.helpers.sipp import NUMBER, SCENARIOS, carrier, finish, sipp
+from tests.helpers.stack import running_stack, udp_free_port
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed (.ci/run installs sip-tester)"),

@@ -1,4 +1,4 @@
-"""Fixtures for interop tests with real SIP peers (see peers.py).
+"""Fixtures for interop tests with real SIP peers (see tests/helpers/peers.py).
 
     async def test_x(sipp, baresip, tls_files):
         client = await sipp("client_auth_answer", variables={"user": "u", "pass": "p"}).start()
@@ -10,16 +10,13 @@ Skip marks for tests that need a binary: ``peers.needs_sipp`` and ``peers.needs_
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from peers import Baresip, SippPeer, TlsFiles, make_tls_files  # noqa: E402
+from tests.helpers.peers import Baresip, SippPeer, TlsFiles, make_tls_files
 
 
 @pytest.fixture

@@ -9,17 +9,14 @@ import asyncio
 import math
 import socket
 import struct
-import sys
 from pathlib import Path
 
 import pytest
 
-from .stack import running_stack, udp_free_port
-from .test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp
-
-sys.path.insert(0, str(Path(__file__).parent))
-from g711 import lin2ulaw, ulaw2lin  # noqa: E402
-from peers import dominant_frequency, needs_baresip, needs_sipp  # noqa: E402
+from tests.helpers.g711 import lin2ulaw, ulaw2lin
+from tests.helpers.peers import dominant_frequency, needs_baresip, needs_sipp
+from tests.helpers.sipp import NUMBER, SCENARIOS, finish, sipp
+from tests.helpers.stack import running_stack, udp_free_port
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 

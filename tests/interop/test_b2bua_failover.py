@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from .stack import Stack, running_stack, sip_free_port, udp_free_port
-from .test_b2bua_sipp import NUMBER, SCENARIOS, finish, sipp
+from tests.helpers.sipp import NUMBER, SCENARIOS, carrier, finish, sipp
+from tests.helpers.stack import Stack, running_stack, sip_free_port, udp_free_port
 
 pytestmark = [
     pytest.mark.interop,
@@ -28,15 +28,6 @@ async def sip_client(tmp: Path, name: str, scenario: str, *extra: str) -> tuple[
     proc = await sipp(tmp, name, "-sf", str(SCENARIOS / scenario), "-p", str(port), "-mp", str(udp_free_port()),
                       "-m", "1", *extra)
     return proc, f"sip:100@127.0.0.1:{port}"
-
-
-async def carrier(stack: Stack, tmp: Path, scenario: str | Path, *extra: str,
-                  name: str = "carrier") -> asyncio.subprocess.Process:
-    """The carrier: a scenario of ./scenarios by name, or a scenario file."""
-    return await sipp(tmp, name, "-sf", str(SCENARIOS / scenario), "-set", "caller", "15550001111",
-                      "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(udp_free_port()),
-                      "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1", *extra,
-                      f"127.0.0.1:{stack.sip_port}")
 
 
 def final_to_carrier(stack: Stack) -> int:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .stack import Stack, running_stack, udp_free_port
+from tests.helpers.sipp import NUMBER, client, finish
+from tests.helpers.sipp import media_carrier as carrier
+from tests.helpers.stack import running_stack, udp_free_port
 
 pytestmark = [
     pytest.mark.interop,
@@ -21,44 +23,8 @@ pytestmark = [
     pytest.mark.timeout(90),
 ]
 
-SCENARIOS = Path(__file__).parent / "scenarios"
-NUMBER = "+15551234567"
-
-
-async def sipp(tmp: Path, name: str, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        "sipp", *args, "-i", "127.0.0.1", "-nostdin", "-trace_err", "-error_file", str(tmp / f"{name}.err"),
-        "-timeout", "40s", "-timeout_error", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        cwd=tmp,
-    )
-
-
-async def finish(proc: asyncio.subprocess.Process, tmp: Path, name: str, timeout: float = 45) -> int:
-    _, err = await asyncio.wait_for(proc.communicate(), timeout)
-    code = proc.returncode
-    assert code is not None
-    if code != 0:
-        log = (tmp / f"{name}.err").read_text()[-3000:] if (tmp / f"{name}.err").exists() else ""
-        print(f"--- {name} exited {code}\n{err.decode()[-2000:]}\n{log}")
-    return code
-
-
 def rtp(seq: int, payload: bytes) -> bytes:
     return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x1234ABCD) + payload
-
-
-async def client(tmp: Path, scenario: str = "client_auth_answer.xml", *extra: str) -> tuple[asyncio.subprocess.Process, int]:
-    port = udp_free_port()
-    proc = await sipp(tmp, "client", "-sf", str(SCENARIOS / scenario), "-set", "user", "alice", "-set", "pass",
-                      "s3cret", "-p", str(port), "-mp", str(udp_free_port()), "-rtp_echo", "-m", "1", *extra)
-    return proc, port
-
-
-async def carrier(stack: Stack, tmp: Path, rtp_port: int, hold_ms: int = 2500) -> asyncio.subprocess.Process:
-    return await sipp(tmp, "carrier", "-sf", str(SCENARIOS / "carrier_call.xml"), "-set", "caller", "15550001111",
-                      "-set", "rtp_ip", "127.0.0.1", "-set", "rtp_port", str(rtp_port), "-d", str(hold_ms),
-                      "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1",
-                      f"127.0.0.1:{stack.sip_port}")
 
 
 async def test_call_connects_through_challenge_with_two_way_audio(tmp_path: Path) -> None:

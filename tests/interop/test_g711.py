@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import g711  # noqa: E402
+from tests.helpers import g711
+from tests.helpers.testdata import SHARED_TESTDATA
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "rtp_vectors.md"
+VECTORS = SHARED_TESTDATA / "rtp_vectors.md"
 
 
 def _section(title: str) -> str:

@@ -4,14 +4,11 @@ scenarios in ./scenarios pair up), baresip against baresip over TLS with SRTP, D
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from peers import (  # noqa: E402
+from tests.helpers.peers import (
     LOOPBACK,
     dominant_frequency,
     free_sip_port,

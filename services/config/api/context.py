@@ -10,7 +10,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from proto import subjects
-from proto.messages import ConfigChanged, RegistryQuery, RegistryReply
+from proto.messages import ConfigChanged, ConfigEntity, RegistryQuery, RegistryReply
 from services.common.bus import Bus
 
 from ..secrets import SecretBox
@@ -37,7 +37,7 @@ class AppContext:
     on_webhooks_queued: Callable[[], None] | None = None
     """Wakes this instance's webhook delivery worker after the API queued a delivery."""
 
-    async def changed(self, entity: str, id: str, account_id: str | None, op: Op) -> None:
+    async def changed(self, entity: ConfigEntity, id: str, account_id: str | None, op: Op) -> None:
         """Announce a committed write. Never raises: the write is done; a lost event is
         repaired by the resolvers' periodic full reload."""
         ev = ConfigChanged(entity=entity, id=id, account_id=account_id, op=op)

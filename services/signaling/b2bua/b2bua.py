@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proto import subjects
+from proto.events import Failed, SipIn, SipOut
 from proto.messages import CallEvent
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
@@ -168,10 +169,10 @@ class B2BUA:
             first = f"SIP/2.0 {msg.status} {msg.reason}"
             metrics.SIP_MESSAGES.labels("in" if incoming else "out", str(msg.status), peer.transport).inc()
         text = bytes(redact(msg)).decode("utf-8", "replace")
-        kind = "sip_in" if incoming else "sip_out"
-        self._spawn(self.events.emit(call_id, kind, transport=peer.transport, first_line=first,
-                                     src=there if incoming else here, dst=here if incoming else there,
-                                     message=text))
+        trace = SipIn if incoming else SipOut
+        self._spawn(self.events.emit(call_id, trace(transport=peer.transport, first_line=first,
+                                                    src=there if incoming else here,
+                                                    dst=here if incoming else there, message=text)))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.ensure_future(coro)
@@ -212,7 +213,7 @@ class B2BUA:
         if refusal is not None:
             metrics.REFUSED.labels(refusal[1].lower()).inc()
             incoming.respond(refusal[0], refusal[1], headers=[("Retry-After", RETRY_AFTER)])
-            await self.events.emit(call_id, "failed", sip_status=refusal[0], reason=refusal[1], result="failed")
+            await self.events.emit(call_id, Failed(sip_status=refusal[0], reason=refusal[1], result="failed"))
             self._by_sip_call_id.pop(incoming.request.call_id, None)
             self.events.forget(call_id)
             return

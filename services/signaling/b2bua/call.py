@@ -12,9 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from proto.messages import MediaAllocation, Originate, RoutingDecision, RoutingRequest, SipTarget
+from proto.events import (
+    Answered,
+    CallEventBody,
+    Ended,
+    Failed,
+    Hold,
+    MediaAllocated,
+    MediaFailover,
+    MediaRefresh,
+    OriginatedRemotely,
+    Received,
+    Resolved,
+    TargetSummary,
+)
+from proto.messages import MediaAllocation, Originate, RoutingDecision, RoutingRequest
 from services.common.logging import call_context
 
 from .. import metrics
@@ -34,7 +48,7 @@ from .client_leg import ClientLeg
 from .context import ClientLegHandle, LegContext
 from .helpers import ALLOW, SDP, answer_refresh, bye_with_reason, media_update, reason_header, send_info
 from .numbers import NotANumber, caller_of, tracking_number
-from .policy import Attempt, record_result
+from .policy import record_result
 from .remote import RemoteClientLeg
 from .runner import FollowUp, Runner
 
@@ -45,11 +59,6 @@ log = logging.getLogger("switchboard.signaling.call")
 
 MIN_SE = 90  # RFC 4028 §4: the smallest session interval we accept
 In = Input
-
-
-def _target_log(t: SipTarget) -> dict[str, Any]:
-    return {"uri": t.uri, "transport": t.transport, "priority": t.priority, "weight": t.weight,
-            "secure_media": t.secure_media, "has_credentials": bool(t.username)}
 
 
 def _crash(e: Exception) -> tuple[int, str, int | None, list[tuple[str, str]]]:
@@ -90,8 +99,8 @@ class Call(Runner[Input, Do]):
         """The carrier got our 200 OK."""
         return self.machine.answered
 
-    async def emit(self, kind: str, **payload: Any) -> None:
-        await self.ctx.events.emit(self.id, kind, **payload)
+    async def emit(self, body: CallEventBody) -> None:
+        await self.ctx.events.emit(self.id, body)
 
     # -- the whole call
 
@@ -128,9 +137,9 @@ class Call(Runner[Input, Do]):
             number: str | None = tracking_number(inv)
         except NotANumber:
             number = None
-        await self.emit("received", tracking_number=number, caller=caller, caller_name=caller_name,
-                        source=f"{source.host}:{source.port}", transport=source.transport,
-                        sip_call_id=inv.call_id)
+        await self.emit(Received(tracking_number=number, caller=caller, caller_name=caller_name,
+                                 source=f"{source.host}:{source.port}", transport=source.transport,
+                                 sip_call_id=inv.call_id))
         if not await self.backends.is_trunk(source.host):
             metrics.REFUSED.labels("not a carrier trunk").inc()
             raise CallSetupError(403, f"{source.host} is not a carrier trunk")
@@ -149,10 +158,11 @@ class Call(Runner[Input, Do]):
         self.decision = decision = await self.backends.resolve(RoutingRequest(
             call_id=self.id, tracking_number=number, caller=caller, caller_name=caller_name,
             source=f"{source.host}:{source.port}", region=self.settings.region))
-        await self.emit("resolved", ok=True, account_id=decision.account_id,
-                        receiving_number_id=decision.receiving_number_id,
-                        targets=[_target_log(t) for t in decision.targets], ring_timeout=decision.ring_timeout,
-                        region=decision.region_preference, secure_media=decision.secure_media)
+        await self.emit(Resolved(ok=True, account_id=decision.account_id,
+                                 receiving_number_id=decision.receiving_number_id,
+                                 targets=[TargetSummary.of(t) for t in decision.targets],
+                                 ring_timeout=decision.ring_timeout, region=decision.region_preference,
+                                 secure_media=decision.secure_media))
         if self.machine.terminal:
             return  # the CANCEL ended it
 
@@ -191,7 +201,7 @@ class Call(Runner[Input, Do]):
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
                               caller=caller, caller_name=caller_name)
             if await remote.start(order):
-                await self.emit("originated_remotely", region=region, node=remote.node)
+                await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
         return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
 
@@ -232,12 +242,12 @@ class Call(Runner[Input, Do]):
                 last = e
                 tried.append(sel.region)
                 metrics.FAILOVERS.labels("region").inc()
-                await self.emit("media_failover", region=sel.region, reason=e.reason)
+                await self.emit(MediaFailover(region=sel.region, reason=e.reason))
                 continue
             a = self.allocation
-            await self.emit("media_allocated", worker_id=a.worker_id, region=a.region,
-                            failed_over=bool(tried) or sel.failed_over, a_port=a.a.port, b_port=a.b.port,
-                            secure=a.b.secure)
+            await self.emit(MediaAllocated(worker_id=a.worker_id, region=a.region,
+                                           failed_over=bool(tried) or sel.failed_over, a_port=a.a.port,
+                                           b_port=a.b.port, secure=a.b.secure))
             return
         if last is not None:
             raise last
@@ -383,8 +393,8 @@ class Call(Runner[Input, Do]):
                               headers=self._session_timer_headers())
         self.answered_at = time.time()
         answer.set_result(True)
-        await self.emit("answered", target=target, secure=secure,
-                        pdd_ms=round((self.answered_at - self.started) * 1000))
+        await self.emit(Answered(target=target, secure=secure,
+                                 pdd_ms=round((self.answered_at - self.started) * 1000)))
 
     async def _bye(self, bye: Request) -> None:
         try:
@@ -427,7 +437,8 @@ class Call(Runner[Input, Do]):
             assert self.media is not None and self.local_sdp is not None
             await self._update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer_headers)
-            await self.emit("hold" if self.media.on_hold else "media_refresh", leg="a", method=incoming.method)
+            await self.emit(Hold(leg="a", method=incoming.method) if self.media.on_hold
+                            else MediaRefresh(leg="a", method=incoming.method))
 
     # -- the end
 
@@ -445,8 +456,7 @@ class Call(Runner[Input, Do]):
             self.incoming.respond(status, REASON_PHRASES.get(status, reason[:60] or "Failed"), headers=headers)
         result = record_result(self.machine.attempts, answered=False)
         metrics.CALLS.labels(result).inc()
-        await self.emit("failed", sip_status=status, reason=reason, result=result,
-                        attempts=[_attempt_log(a) for a in self.machine.attempts])
+        await self.emit(Failed(sip_status=status, reason=reason, result=result, attempts=list(self.machine.attempts)))
 
     async def _release(self) -> None:
         leg = self.leg
@@ -471,16 +481,11 @@ class Call(Runner[Input, Do]):
             ended_at = time.time()
             duration = ended_at - (self.answered_at or ended_at)
             metrics.CALLS.labels("completed").inc()
-            await self.emit("ended", by=by or "switchboard", reason=reason or "normal clearing",
-                            duration=round(duration, 3), result="completed",
-                            media=stats.model_dump(exclude={"schema_version"}) if stats else None)
+            await self.emit(Ended(by=by or "switchboard", reason=reason or "normal clearing",
+                                  duration=round(duration, 3), result="completed", media=stats))
         elif m.canceled:
             metrics.CALLS.labels("canceled").inc()
-            await self.emit("ended", by="caller", reason="caller cancelled", duration=0, result="canceled")
-
-
-def _attempt_log(a: Attempt) -> dict[str, Any]:
-    return a.model_dump(include={"target", "result", "status", "reason"})
+            await self.emit(Ended(by="caller", reason="caller cancelled", duration=0, result="canceled"))
 
 
 __all__ = ["Call", "State"]

@@ -11,8 +11,21 @@ import asyncio
 import base64
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from proto.events import (
+    AttemptFailed,
+    AuthFailed,
+    CallEventBody,
+    Challenged,
+    Dialing,
+    Hold,
+    MediaRefresh,
+    Ringing,
+    RingTimeout,
+    SendDigits,
+    SendDigitsFailed,
+)
 from proto.messages import MediaAllocation, MediaDtmf, RoutingDecision, SipTarget
 
 from .. import metrics
@@ -83,8 +96,8 @@ class ClientLeg(Runner[Input, Do]):
     def target(self) -> SipTarget:
         return self.decision.targets[self.machine.index]
 
-    async def emit(self, kind: str, **payload: Any) -> None:
-        await self.ctx.events.emit(self.id, kind, **payload)
+    async def emit(self, body: CallEventBody) -> None:
+        await self.ctx.events.emit(self.id, body)
 
     async def update_media(self, media: NegotiatedMedia) -> None:
         await self.ctx.backends.update(self.allocation.worker_id, media_update(self.id, "b", media))
@@ -187,7 +200,7 @@ class ClientLeg(Runner[Input, Do]):
                 await self._prack(payload.response)
         elif do is Do.RINGING:
             assert isinstance(payload, Provisional)
-            await self.emit("ringing", status=payload.response.status, early_media=payload.media is not None)
+            await self.emit(Ringing(status=payload.response.status, early_media=payload.media is not None))
         elif do is Do.EARLY_MEDIA:
             # 183 with SDP: early media through the worker (and no crank-back after it).
             assert isinstance(payload, Provisional) and payload.media is not None
@@ -201,18 +214,15 @@ class ClientLeg(Runner[Input, Do]):
             return await self._answer_challenge(payload)
         elif do is Do.AUTH_FAILED_EVENT:
             assert isinstance(payload, Attempt)
-            await self.emit("auth_failed", target=payload.target, status=payload.status, reason=payload.reason)
+            await self.emit(AuthFailed(target=payload.target, status=payload.status or 0, reason=payload.reason))
         elif do is Do.ATTEMPT_FAILED:
             assert isinstance(payload, Attempt)
-            if payload.result == Result.MEDIA_FAILED:
-                await self.emit("attempt_failed", target=payload.target, sip_status=payload.status,
-                                reason=payload.reason, result=str(payload.result))
-            else:
-                await self.emit("attempt_failed", target=payload.target, sip_status=payload.status,
-                                reason=payload.reason, result=str(payload.result), attempts=self._tx_attempts)
+            tried = [] if payload.result == Result.MEDIA_FAILED else self._tx_attempts  # addresses of this INVITE
+            await self.emit(AttemptFailed(target=payload.target, sip_status=payload.status or 0, reason=payload.reason,
+                                          result=payload.result, attempts=tried))
         elif do is Do.RING_TIMEOUT_EVENT:
             timed_out = m.attempts[-1]  # the machine may be on the next target already
-            await self.emit("ring_timeout", target=timed_out.target, rang=timed_out.result == Result.NO_ANSWER)
+            await self.emit(RingTimeout(target=timed_out.target, rang=timed_out.result == Result.NO_ANSWER))
         elif do is Do.FAILOVER:
             metrics.FAILOVERS.labels("target").inc()
         elif do is Do.ACK:
@@ -302,8 +312,8 @@ class ClientLeg(Runner[Input, Do]):
         self.sip_call_id = request.call_id
         self._sip_call_ids.append(request.call_id)
         self.ctx.directory.bind(request.call_id, self)
-        await self.emit("dialing", target=target.uri, transport=candidates[0].transport,
-                        dest=f"{candidates[0].host}:{candidates[0].port}", candidates=len(candidates))
+        await self.emit(Dialing(target=target.uri, transport=candidates[0].transport,
+                                dest=f"{candidates[0].host}:{candidates[0].port}", candidates=len(candidates)))
         await self._send(request)
         return In.DIALED, None
 
@@ -369,8 +379,8 @@ class ClientLeg(Runner[Input, Do]):
         request.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
         request.headers.remove("Via")
         metrics.AUTH_CHALLENGES.labels(str(challenge.status)).inc()
-        await self.emit("challenged", target=target.uri, status=challenge.status, realm=realm,
-                        algorithm=answer.challenge.algorithm or "MD5", stale=answer.stale)
+        await self.emit(Challenged(target=target.uri, status=challenge.status, realm=realm,
+                                   algorithm=answer.challenge.algorithm or "MD5", stale=answer.stale))
         await self._send(request)
         return In.CHALLENGE_ANSWERED, None
 
@@ -420,9 +430,9 @@ class ClientLeg(Runner[Input, Do]):
             await asyncio.sleep(0.5)  # let the client's media start before the first digit
             await self.ctx.backends.dtmf(self.allocation.worker_id,
                                          MediaDtmf(call_id=self.id, leg="b", digits=digits))
-            await self.emit("send_digits", digits=digits)
+            await self.emit(SendDigits(digits=digits))
         except Exception as e:
-            await self.emit("send_digits_failed", digits=digits, reason=str(e))
+            await self.emit(SendDigitsFailed(digits=digits, reason=str(e)))
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
         """A re-INVITE or UPDATE from the client (hold, resume, new address, refresh)."""
@@ -430,4 +440,5 @@ class ClientLeg(Runner[Input, Do]):
             assert self.media is not None and self.local_sdp is not None
             await self.update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)
-            await self.emit("hold" if self.media.on_hold else "media_refresh", leg="b", method=incoming.method)
+            await self.emit(Hold(leg="b", method=incoming.method) if self.media.on_hold
+                            else MediaRefresh(leg="b", method=incoming.method))

@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 
-import phonenumbers
+from proto.e164 import normalize_e164
+from proto.errors import InvalidNumber as NotANumber
 
 from ..sip.message import Request
 from ..sip.uri import SipUri, TelUri, unescape
 
-
-class NotANumber(ValueError):
-    pass
+__all__ = ["NotANumber", "caller_of", "normalize", "tracking_number"]
 
 
 def normalize(raw: str, default_region: str = "US") -> str:
-    """`+1 (555) 123-4567`, `15551234567`, `5551234567` -> `+15551234567`."""
-    text = "".join(ch for ch in unescape(raw) if ch not in " -.()")
-    if not text or not any(ch.isdigit() for ch in text):
-        raise NotANumber(f"{raw!r} is not a phone number")
-    if not text.startswith("+") and len(text) == 11 and text.startswith("1"):
-        text = "+" + text  # NANP numbers as carriers usually send them, without the +
-    try:
-        num = phonenumbers.parse(text, None if text.startswith("+") else default_region)
-    except phonenumbers.NumberParseException as e:
-        raise NotANumber(f"{raw!r} is not a phone number: {e}") from None
-    if not phonenumbers.is_possible_number(num):
-        raise NotANumber(f"{raw!r} is not a possible phone number")
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    """A SIP user part as carriers send it: `+1 (555) 123-4567`, `15551234567`, `5551234567`,
+    `%2B15551234567` -> `+15551234567` (the E.164 rules config provisions numbers with)."""
+    return normalize_e164(unescape(raw), region=default_region)
 
 
 def _user_of(uri: object) -> str | None:

@@ -157,7 +157,7 @@ class OriginateServer:
     async def start(self) -> None:
         region = self.ctx.settings.region
         await self.ctx.bus.subscribe(subjects.signaling_originate(region), self.originate, Originate,
-                                     queue=f"signaling-{region}")
+                                     queue=subjects.signaling_queue(region))
 
     async def originate(self, order: Originate) -> OriginateResult:
         ctx = self.ctx

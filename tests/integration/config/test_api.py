@@ -10,8 +10,7 @@ from sqlalchemy import select
 
 from proto.messages import RoutingRequest
 from services.config.db.models import SipTargetRow
-
-from .conftest import Env
+from tests.helpers.config_env import Env
 
 TARGET = {"uri": "sip:100@pbx.example.com;transport=tcp", "username": "100", "password": "s3cret"}
 

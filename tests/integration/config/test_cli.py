@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.cli.main import build_parser
-
-from .conftest import ADMIN, LiveApi
+from tests.helpers.config_env import ADMIN, LiveApi
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from services.common.natsserver import NatsServer, free_port
 from services.config.main import Config
 from services.config.secrets import generate_key_spec
 from services.config.settings import ConfigSettings
-
-from .conftest import ADMIN, eventually, make_env
+from tests.helpers.config_env import ADMIN, eventually, make_env
 
 
 async def resolve(bus: Bus, number: str) -> RoutingDecision:
@@ -164,6 +163,7 @@ async def test_two_instances_agree(two_instances: list[Config], bus: Bus) -> Non
                            headers=h)
         assert r.status_code == 200
         await eventually(lambda: a.resolver.decide(req).ring_timeout == 45, timeout=10.0)
+        await b.resolver.settled()  # B applies its own change in the background too: both must answer 45
         decisions = await asyncio.gather(*[resolve(bus, "+15551234567") for _ in range(20)])
         assert all(d.ok and d.ring_timeout == 45 for d in decisions)
         # Both answered some of those (queue group spreads the load).

@@ -15,8 +15,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 
 from services.config.api.app import create_app
-
-from .conftest import LiveApi
+from tests.helpers.config_env import LiveApi
 
 ADMIN = "schemathesis-admin"
 MAX_EXAMPLES = 30

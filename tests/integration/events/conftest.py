@@ -21,13 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from proto import events as pe
 from proto import subjects
-from proto.messages import CallEvent
+from proto.messages import CallEvent, LegStats, MediaStats
 from services.common.bus import Bus
 from services.config.db.models import CallRecord
 from services.config.records import CallRecorder
 from services.config.webhooks import WebhookDispatcher
-from tests.integration.config.conftest import Env, db_url, make_env  # noqa: F401 (db_url is a fixture)
+from tests.helpers.config_env import Env, make_env
 
 TRACKING = "+15551230001"
 INVITE = ("INVITE sip:+15551230001@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK1\r\n"
@@ -107,51 +108,54 @@ async def calls(tmp_path: Path, db_url: str, bus: Bus) -> AsyncIterator[CallEnv]
 def full_call(call_id: str, account_id: str | None, *, number: str = TRACKING, t0: float | None = None,
               digits: str = "12", talk: float = 42.5) -> list[CallEvent]:
     """A call through challenge, ringing, answer, DTMF and BYE, as the B2BUA and the media
-    worker publish it (each node numbers its own events from 1)."""
+    worker publish it (each node numbers its own events from 1), built with the event models
+    the publishers use."""
     t = t0 if t0 is not None else time.time() - 120
     sig: list[CallEvent] = []
     media: list[CallEvent] = []
 
-    def s(dt: float, kind: str, **payload: Any) -> None:
+    def s(dt: float, body: pe.EventBody) -> None:
         # SIP traces are not numbered (seq 0), every other event is, from 1.
-        seq = 0 if kind.startswith("sip_") else 1 + sum(1 for e in sig if e.seq)
-        sig.append(CallEvent(call_id=call_id, kind=kind, ts=t + dt, region="us1", node="sig-1",
-                             service="signaling", seq=seq, payload=payload))
+        seq = 1 + sum(1 for e in sig if e.seq) if body.NUMBERED else 0
+        sig.append(pe.envelope(call_id, body, ts=t + dt, region="us1", node="sig-1", service="signaling", seq=seq))
 
-    def m(dt: float, kind: str, **payload: Any) -> None:
-        media.append(CallEvent(call_id=call_id, kind=kind, ts=t + dt, region="us1", node="media-1",
-                               service="media", seq=len(media) + 1, payload=payload))
+    def m(dt: float, body: pe.EventBody) -> None:
+        media.append(pe.envelope(call_id, body, ts=t + dt, region="us1", node="media-1", service="media",
+                                 seq=len(media) + 1))
 
     target = "sip:100@pbx.example.com;transport=tcp"
-    s(0.000, "sip_in", transport="udp", first_line=INVITE.split("\r\n")[0], src="10.0.0.9:5060",
-      dst="10.0.0.1:5060", message=INVITE)
-    s(0.001, "received", tracking_number=number, caller="+15550001111", caller_name="Alice", source="10.0.0.9:5060",
-      transport="udp", sip_call_id="c1@10.0.0.9")
-    s(0.002, "sip_out", transport="udp", first_line="SIP/2.0 100 Trying", src="10.0.0.1:5060", dst="10.0.0.9:5060",
-      message="SIP/2.0 100 Trying\r\n\r\n")
-    s(0.010, "resolved", ok=True, account_id=account_id, receiving_number_id="rn_0001",
-      targets=[{"uri": target, "transport": "tcp", "priority": 10, "weight": 10, "secure_media": False,
-                "has_credentials": True}], ring_timeout=20, region="us1", secure_media=False)
-    s(0.020, "media_allocated", worker_id="media-1", region="us1", failed_over=False, a_port=10000, b_port=10002,
-      secure=False)
-    s(0.030, "dialing", target=target, transport="tcp", dest="192.0.2.5:5060", candidates=1)
-    s(0.031, "sip_out", transport="tcp", first_line=f"INVITE {target} SIP/2.0", src="10.0.0.1:5060",
-      dst="192.0.2.5:5060", message=f"INVITE {target} SIP/2.0\r\n\r\n")
-    s(0.050, "challenged", target=target, status=407, realm="pbx", algorithm="MD5", stale=False)
-    s(0.060, "sip_out", transport="tcp", first_line=f"INVITE {target} SIP/2.0", src="10.0.0.1:5060",
-      dst="192.0.2.5:5060", message=f"INVITE {target} SIP/2.0\r\nProxy-Authorization: [redacted]\r\n\r\n")
-    s(0.500, "ringing", status=180, early_media=False)
-    s(0.600, "ringing", status=180, early_media=False)
-    s(3.000, "answered", target=target, secure=False, pdd_ms=2970)
+    s(0.000, pe.SipIn(transport="udp", first_line=INVITE.split("\r\n")[0], src="10.0.0.9:5060", dst="10.0.0.1:5060",
+                      message=INVITE))
+    s(0.001, pe.Received(tracking_number=number, caller="+15550001111", caller_name="Alice", source="10.0.0.9:5060",
+                         transport="udp", sip_call_id="c1@10.0.0.9"))
+    s(0.002, pe.SipOut(transport="udp", first_line="SIP/2.0 100 Trying", src="10.0.0.1:5060", dst="10.0.0.9:5060",
+                       message="SIP/2.0 100 Trying\r\n\r\n"))
+    s(0.010, pe.Resolved(ok=True, account_id=account_id, receiving_number_id="rn_0001",
+                         targets=[pe.TargetSummary(uri=target, transport="tcp", priority=10, weight=10,
+                                                   secure_media=False, has_credentials=True)],
+                         ring_timeout=20, region="us1", secure_media=False))
+    s(0.020, pe.MediaAllocated(worker_id="media-1", region="us1", failed_over=False, a_port=10000, b_port=10002,
+                               secure=False))
+    s(0.030, pe.Dialing(target=target, transport="tcp", dest="192.0.2.5:5060", candidates=1))
+    s(0.031, pe.SipOut(transport="tcp", first_line=f"INVITE {target} SIP/2.0", src="10.0.0.1:5060",
+                       dst="192.0.2.5:5060", message=f"INVITE {target} SIP/2.0\r\n\r\n"))
+    s(0.050, pe.Challenged(target=target, status=407, realm="pbx", algorithm="MD5", stale=False))
+    s(0.060, pe.SipOut(transport="tcp", first_line=f"INVITE {target} SIP/2.0", src="10.0.0.1:5060",
+                       dst="192.0.2.5:5060",
+                       message=f"INVITE {target} SIP/2.0\r\nProxy-Authorization: [redacted]\r\n\r\n"))
+    s(0.500, pe.Ringing(status=180, early_media=False))
+    s(0.600, pe.Ringing(status=180, early_media=False))
+    s(3.000, pe.Answered(target=target, secure=False, pdd_ms=2970))
     for i, d in enumerate(digits):
-        m(5.0 + i, "dtmf", digit=d, leg="a", duration_ms=120)
-    s(3.0 + talk - 0.01, "sip_in", transport="udp", first_line="BYE sip:a@10.0.0.1 SIP/2.0", src="10.0.0.9:5060",
-      dst="10.0.0.1:5060", message="BYE sip:a@10.0.0.1 SIP/2.0\r\n\r\n")
-    leg = {"packets_in": 2000, "packets_out": 1990, "bytes_in": 344000, "bytes_out": 342280, "lost": 7,
-           "jitter_ms": 3.5, "srtp_failures": 0, "dropped": 0, "latched": True}
-    s(3.0 + talk, "ended", by="caller", reason="normal clearing", duration=talk, result="completed",
-      media={"call_id": call_id, "worker_id": "media-1", "a": leg, "b": {**leg, "lost": 2, "jitter_ms": 9.0},
-             "mos": 4.3, "duration": talk + 3})
+        m(5.0 + i, pe.Dtmf(digit=d, leg="a", duration_ms=120))
+    s(3.0 + talk - 0.01, pe.SipIn(transport="udp", first_line="BYE sip:a@10.0.0.1 SIP/2.0", src="10.0.0.9:5060",
+                                  dst="10.0.0.1:5060", message="BYE sip:a@10.0.0.1 SIP/2.0\r\n\r\n"))
+    leg = LegStats(packets_in=2000, packets_out=1990, bytes_in=344000, bytes_out=342280, lost=7, jitter_ms=3.5,
+                   srtp_failures=0, dropped=0, latched="10.0.0.9:20000")
+    s(3.0 + talk, pe.Ended(by="caller", reason="normal clearing", duration=talk, result="completed",
+                           media=MediaStats(call_id=call_id, worker_id="media-1", a=leg,
+                                            b=leg.model_copy(update={"lost": 2, "jitter_ms": 9.0}),
+                                            mos=4.3, duration=talk + 3)))
     # Interleave as the stream would see them: by time.
     return sorted(sig + media, key=lambda e: e.ts)
 
@@ -160,11 +164,11 @@ def refused_call(call_id: str, *, t0: float | None = None) -> list[CallEvent]:
     """403: the source is not a carrier trunk (no account ever known)."""
     t = t0 if t0 is not None else time.time() - 60
     return [
-        CallEvent(call_id=call_id, kind="received", ts=t, node="sig-1", service="signaling", seq=1,
-                  payload={"tracking_number": TRACKING, "caller": "+15550009999", "source": "198.51.100.7:5060"}),
-        CallEvent(call_id=call_id, kind="failed", ts=t + 0.01, node="sig-1", service="signaling", seq=2,
-                  payload={"sip_status": 403, "reason": "198.51.100.7 is not a carrier trunk", "result": "failed",
-                           "attempts": []}),
+        pe.envelope(call_id, pe.Received(tracking_number=TRACKING, caller="+15550009999", caller_name=None,
+                                         source="198.51.100.7:5060", transport="udp", sip_call_id="r1@198.51.100.7"),
+                    ts=t, node="sig-1", service="signaling", seq=1),
+        pe.envelope(call_id, pe.Failed(sip_status=403, reason="198.51.100.7 is not a carrier trunk", result="failed"),
+                    ts=t + 0.01, node="sig-1", service="signaling", seq=2),
     ]
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from nats.aio.msg import Msg
 from sqlalchemy import func, select
 
-from proto.messages import CallEvent
+from proto import events as pe
+from proto.messages import AttemptRecord, CallEvent
 from services.config.db.models import CallRecord
 from services.config.records import attempts
 
@@ -263,24 +264,30 @@ async def test_busy_and_canceled_calls(calls: CallEnv) -> None:
     busy, canceled = _cid(), _cid()
     t = time.time() - 30
     target = "sip:100@pbx.example.com"
-    from proto.messages import CallEvent
+    def ev(cid: str, seq: int, body: pe.EventBody) -> CallEvent:
+        return pe.envelope(cid, body, ts=t + seq * 0.01, node="sig-1", service="signaling", seq=seq)
 
-    def ev(cid: str, seq: int, kind: str, **p: Any) -> CallEvent:
-        return CallEvent(call_id=cid, kind=kind, ts=t + seq * 0.01, node="sig-1", service="signaling", seq=seq,
-                         payload=p)
+    def received() -> pe.Received:
+        return pe.Received(tracking_number=TRACKING, caller="+15550001111", caller_name=None,
+                           source="10.0.0.9:5060", transport="udp", sip_call_id="x@10.0.0.9")
 
+    def resolved() -> pe.Resolved:
+        return pe.Resolved(ok=True, account_id=acc, receiving_number_id="rn_1", targets=[], ring_timeout=20,
+                           region=None, secure_media=False)
+
+    dialing = pe.Dialing(target=target, transport="udp", dest="192.0.2.5:5060", candidates=1)
     await calls.publish([
-        ev(busy, 1, "received", tracking_number=TRACKING, caller="+15550001111"),
-        ev(busy, 2, "resolved", ok=True, account_id=acc, receiving_number_id="rn_1", targets=[]),
-        ev(busy, 3, "dialing", target=target, transport="udp", dest="192.0.2.5:5060", candidates=1),
-        ev(busy, 4, "attempt_failed", target=target, sip_status=486, reason="Busy Here", result="busy"),
-        ev(busy, 5, "failed", sip_status=486, reason="Busy Here", result="busy",
-           attempts=[{"target": target, "result": "busy", "status": 486, "reason": "Busy Here"}]),
-        ev(canceled, 1, "received", tracking_number=TRACKING, caller="+15550001111"),
-        ev(canceled, 2, "resolved", ok=True, account_id=acc, receiving_number_id="rn_1", targets=[]),
-        ev(canceled, 3, "dialing", target=target, transport="udp", dest="192.0.2.5:5060", candidates=1),
-        ev(canceled, 4, "ringing", status=180, early_media=False),
-        ev(canceled, 6, "ended", by="caller", reason="caller cancelled", duration=0, result="canceled"),
+        ev(busy, 1, received()),
+        ev(busy, 2, resolved()),
+        ev(busy, 3, dialing),
+        ev(busy, 4, pe.AttemptFailed(target=target, sip_status=486, reason="Busy Here", result="busy")),
+        ev(busy, 5, pe.Failed(sip_status=486, reason="Busy Here", result="busy",
+                              attempts=[AttemptRecord(target=target, result="busy", status=486, reason="Busy Here")])),
+        ev(canceled, 1, received()),
+        ev(canceled, 2, resolved()),
+        ev(canceled, 3, dialing),
+        ev(canceled, 4, pe.Ringing(status=180, early_media=False)),
+        ev(canceled, 6, pe.Ended(by="caller", reason="caller cancelled", duration=0, result="canceled")),
     ])
     b = await calls.wait_record(busy, lambda r: r.result is not None)
     c = await calls.wait_record(canceled, lambda r: r.result is not None)

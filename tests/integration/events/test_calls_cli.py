@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from proto import events as pe
 from proto import subjects
 from proto.messages import CallEvent
 from services.common.bus import Bus
@@ -38,17 +39,17 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 async def publish_call(bus: Bus, call_id: str) -> None:
     await bus.ensure_calls_stream()
     js = bus.nc.jetstream()
+    def sig(seq: int, body: pe.EventBody) -> CallEvent:
+        return pe.envelope(call_id, body, service="signaling", node="n1", seq=seq)
+
     evs = [
-        CallEvent(call_id=call_id, kind="received", service="signaling", node="n1", seq=1,
-                  payload={"tracking_number": "+15551234567", "caller": "+15550001111"}),
-        CallEvent(call_id=call_id, kind="sip_in", service="signaling", node="n1", seq=2,
-                  payload={"src": "127.0.0.1:5070", "dst": "127.0.0.1:5060", "transport": "udp",
-                           "first_line": INVITE.split("\r\n")[0], "message": INVITE}),
-        CallEvent(call_id=call_id, kind="sip_out", service="signaling", node="n1", seq=3,
-                  payload={"src": "127.0.0.1:5060", "dst": "127.0.0.1:5070", "transport": "udp",
-                           "first_line": "SIP/2.0 100 Trying", "message": TRYING}),
-        CallEvent(call_id=call_id, kind="failed", service="signaling", node="n1", seq=4,
-                  payload={"sip_status": 404, "reason": "no route"}),
+        sig(1, pe.Received(tracking_number="+15551234567", caller="+15550001111", caller_name=None,
+                           source="127.0.0.1:5070", transport="udp", sip_call_id="a@127.0.0.1")),
+        sig(2, pe.SipIn(src="127.0.0.1:5070", dst="127.0.0.1:5060", transport="udp",
+                        first_line=INVITE.split("\r\n")[0], message=INVITE)),
+        sig(3, pe.SipOut(src="127.0.0.1:5060", dst="127.0.0.1:5070", transport="udp",
+                         first_line="SIP/2.0 100 Trying", message=TRYING)),
+        sig(4, pe.Failed(sip_status=404, reason="no route", result="failed")),
     ]
     for ev in evs:
         await js.publish(subjects.call_event(call_id, ev.kind), ev.model_dump_json().encode())

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from services.config.webhooks import SIGNATURE_HEADER, verify
-from tests.interop.stack import running_stack
-from tests.interop.test_b2bua_sipp import NUMBER, carrier, client, finish
+from tests.helpers.sipp import NUMBER, client, finish
+from tests.helpers.sipp import media_carrier as carrier
+from tests.helpers.stack import running_stack
 
 from .conftest import Receiver
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from services.signaling.transport import Limits, TransportLayer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from transport_helpers import Factory, Sink  # noqa: E402
+from tests.helpers.transport import Factory, Sink
 
 
 @pytest.fixture

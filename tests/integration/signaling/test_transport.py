@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from services.signaling.transport import Addr, Limits, TransportError, TransportLayer, locate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit" / "signaling"))
-from dns_server import FakeDns  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent))
-from transport_helpers import WAIT, Factory, Sink  # noqa: E402, F401
+from tests.helpers.dns_server import FakeDns
+from tests.helpers.transport import WAIT, Factory, Sink  # noqa: F401
 
 
 def msg(body: bytes = b"", call_id: str = "a", transport: str = "TCP") -> bytes:

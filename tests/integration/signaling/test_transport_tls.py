@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,8 @@ from services.signaling.transport import (
     TransportLayer,
 )
 from services.signaling.transport.tls import client_context
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tls_helpers import TestCA  # noqa: E402
-from transport_helpers import WAIT, Factory, Sink  # noqa: E402, F401
+from tests.helpers.tls import TestCA
+from tests.helpers.transport import WAIT, Factory, Sink  # noqa: F401
 
 OPTIONS = (
     b"OPTIONS sip:bob@sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK1\r\n"

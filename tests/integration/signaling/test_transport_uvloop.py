@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +14,9 @@ from services.signaling.transport import (
     TransportError,
     TransportLayer,
 )
+from tests.helpers.tls import TestCA
 
 uvloop = pytest.importorskip("uvloop")
-sys.path.insert(0, str(Path(__file__).parent))
-from tls_helpers import TestCA  # noqa: E402
 
 MSG = (
     b"OPTIONS sip:bob@sip.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n"

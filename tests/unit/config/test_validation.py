@@ -81,3 +81,20 @@ def test_pem() -> None:
             check_pem(bad, ("CERTIFICATE",))
     with pytest.raises(ValueError, match="expected"):
         check_pem(cert, ("PRIVATE KEY",))
+
+
+@pytest.mark.parametrize("uri", ["sip:100@pbx.example.com;lr;LR", "sip:100@pbx_1.example.com", "sip:100@pbx..example.com"])
+def test_a_target_is_held_to_the_sip_grammar_the_core_tolerates_from_peers(uri: str) -> None:
+    from services.signaling.sip.uri import parse_uri
+
+    parse_uri(uri)  # a peer may send it and the SIP core reads it...
+    with pytest.raises(SipUriError) as e:  # ...but nobody may provision it as a target
+        parse_sip_uri(uri)
+    assert e.value.part in ("parameters", "host")
+
+
+@pytest.mark.parametrize("carrier_sends", ["15551234567", "5551234567", "+1-555-123-4567", "%2B15551234567"])
+def test_a_provisioned_number_is_what_the_carriers_forms_normalise_to(carrier_sends: str) -> None:
+    from services.signaling.b2bua.numbers import normalize
+
+    assert normalize(carrier_sends) == normalize_e164("+1 (555) 123-4567")

@@ -9,8 +9,9 @@ import pytest
 
 from services.media import packets as pk
 from services.media.errors import PacketError
+from tests.helpers.testdata import SHARED_TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata"
+TESTDATA = SHARED_TESTDATA
 SIPP_PCAPS = Path("/usr/share/sip-tester")
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 
 import pytest
 
 from proto.messages import SrtpCrypto
 from services.media import srtp
 from services.media.errors import BadKey, SrtpError
+from tests.helpers.testdata import SHARED_TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata"
+TESTDATA = SHARED_TESTDATA
 
 
 def vectors() -> dict[str, bytes]:

@@ -13,9 +13,10 @@ from services.signaling.sip.headers import NameAddress, Via
 from services.signaling.sip.message import Request, Response, make_request, parse_message, split_stream
 from services.signaling.sip.sdp import answer_offer, parse_sdp
 from services.signaling.sip.uri import SipUri
+from tests.helpers.testdata import SHARED_TESTDATA
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TORTURE = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "rfc4475"
+TORTURE = SHARED_TESTDATA / "rfc4475"
 SEEDS = [p.read_bytes() for p in sorted(FIXTURES.glob("*.sip"))] + [
     (TORTURE / f"{n}.dat").read_bytes() for n in ("wsinv", "intmeth", "esc01", "longreq", "mpart01", "unreason")
 ]

@@ -6,14 +6,13 @@ the layers above the parser (§3.2, §3.3) are parsed or rejected as the comment
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from services.signaling.sip.errors import SipParseError
 from services.signaling.sip.message import Request, Response, parse_message
+from tests.helpers.testdata import SHARED_TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "testdata" / "rfc4475"
+TESTDATA = SHARED_TESTDATA / "rfc4475"
 
 EXPECTED: dict[str, int | None] = {
     # §3.1.1 valid: MUST ACCEPT

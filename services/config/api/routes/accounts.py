@@ -6,11 +6,13 @@ import secrets
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
-from sqlalchemy.orm.exc import StaleDataError
+
+from proto.messages import ConfigEntity
 
 from ...db.models import Account, ApiKey
-from ...errors import Forbidden, NotFound, PreconditionFailed
-from ..common import Idempotency, check_if_match, paginate, set_etag
+from ...errors import Forbidden, NotFound
+from ..common import Idempotency, paginate
+from ..crud import Resource, public_of
 from ..deps import (
     AdminDep,
     CtxDep,
@@ -35,31 +37,18 @@ from ..schemas import (
 router = APIRouter(tags=["accounts"])
 
 KEY_PREFIX = "sb_"
-
-
-async def _account(session: SessionDep, principal: PrincipalDep, account_id: str) -> Account:
-    acc = await session.get(Account, account_id) if len(account_id) <= 40 else None
-    if acc is None or not principal.owns(acc.id):
-        raise NotFound(f"no account {account_id}")
-    return acc
+accounts = Resource(Account, "account", ConfigEntity.ACCOUNTS, lambda acc: acc.id)
+public = public_of(AccountPublic)
 
 
 @router.post("/v1/accounts", status_code=201, response_model=AccountPublic)
 async def create_account(body: AccountCreate, request: Request, response: Response, ctx: CtxDep,
                          session: SessionDep, principal: AdminDep, idempotency_key: IdempotencyKey = None):
-    idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
-    if (replayed := await idem.replay(session)) is not None:
-        return replayed
-    acc = Account(name=body.name, status=body.status)
-    session.add(acc)
-    await session.flush()
-    out = AccountPublic.model_validate(acc)
-    idem.record(session, 201, out)
-    if (replayed := await idem.commit(session)) is not None:
-        return replayed
-    set_etag(response, acc.version)
-    await ctx.changed("accounts", acc.id, acc.id, "created")
-    return out
+    async def build() -> Account:
+        return Account(name=body.name, status=body.status)
+
+    return await accounts.create(request=request, response=response, ctx=ctx, session=session, principal=principal,
+                                 idempotency_key=idempotency_key, body=body, build=build, public=public)
 
 
 @router.get("/v1/accounts", response_model=Page[AccountPublic])
@@ -68,46 +57,30 @@ async def list_accounts(session: SessionDep, principal: PrincipalDep, limit: Lim
     if not principal.is_admin:
         stmt = stmt.where(Account.id == principal.account_id)
     rows, nxt = await paginate(session, stmt, Account.id, limit, cursor)
-    return Page[AccountPublic](items=[AccountPublic.model_validate(r) for r in rows], next_cursor=nxt)
+    return Page[AccountPublic](items=[public(r) for r in rows], next_cursor=nxt)
 
 
 @router.get("/v1/accounts/{account_id}", response_model=AccountPublic)
 async def get_account(account_id: str, response: Response, session: SessionDep, principal: PrincipalDep):
-    acc = await _account(session, principal, account_id)
-    set_etag(response, acc.version)
-    return AccountPublic.model_validate(acc)
+    return accounts.show(response, await accounts.get(session, principal, account_id), public)
 
 
 @router.patch("/v1/accounts/{account_id}", response_model=AccountPublic)
 async def update_account(account_id: str, body: AccountUpdate, response: Response, ctx: CtxDep,
                          session: SessionDep, principal: PrincipalDep, if_match: IfMatch = None):
-    acc = await _account(session, principal, account_id)
-    check_if_match(if_match, acc.version)
+    acc = await accounts.get(session, principal, account_id, if_match)
     if body.status is not None and body.status != acc.status and not principal.is_admin:
         raise Forbidden("only an admin can suspend or reactivate an account")
     for name in body.model_fields_set:
         setattr(acc, name, getattr(body, name))
-    try:
-        await session.commit()
-    except StaleDataError:
-        raise PreconditionFailed("the account changed while this update was applied; read it again") from None
-    set_etag(response, acc.version)
-    await ctx.changed("accounts", acc.id, acc.id, "updated")
-    return AccountPublic.model_validate(acc)
+    return await accounts.updated(response=response, ctx=ctx, session=session, obj=acc, public=public)
 
 
 @router.delete("/v1/accounts/{account_id}", status_code=204)
 async def delete_account(account_id: str, ctx: CtxDep, session: SessionDep, principal: AdminDep,
                          if_match: IfMatch = None) -> Response:
-    acc = await _account(session, principal, account_id)
-    check_if_match(if_match, acc.version)
-    await session.delete(acc)
-    try:
-        await session.commit()
-    except StaleDataError:
-        raise PreconditionFailed("the account changed while it was being deleted") from None
-    await ctx.changed("accounts", account_id, account_id, "deleted")
-    return Response(status_code=204)
+    acc = await accounts.get(session, principal, account_id, if_match)
+    return await accounts.delete(ctx=ctx, session=session, obj=acc)
 
 
 # --- API keys ------------------------------------------------------------------------
@@ -126,7 +99,7 @@ async def _new_key(request: Request, ctx: CtxDep, session: SessionDep, principal
     idem.record(session, 0, {"key_id": row.id})
     if (replayed := await idem.commit(session)) is not None:
         return replayed
-    await ctx.changed("api_keys", row.id, account_id, "created")
+    await ctx.changed(ConfigEntity.API_KEYS, row.id, account_id, "created")
     return ApiKeyCreated(key=key, **ApiKeyPublic.model_validate(row).model_dump())
 
 
@@ -135,14 +108,14 @@ async def _new_key(request: Request, ctx: CtxDep, session: SessionDep, principal
 async def create_account_key(account_id: str, request: Request, ctx: CtxDep, session: SessionDep,
                              principal: PrincipalDep, idempotency_key: IdempotencyKey = None,
                              body: ApiKeyCreate | None = None):
-    acc = await _account(session, principal, account_id)
+    acc = await accounts.get(session, principal, account_id)
     return await _new_key(request, ctx, session, principal, acc.id, body or ApiKeyCreate(), idempotency_key)
 
 
 @router.get("/v1/accounts/{account_id}/api-keys", response_model=Page[ApiKeyPublic], tags=["api-keys"])
 async def list_account_keys(account_id: str, session: SessionDep, principal: PrincipalDep,
                             limit: Limit = 50, cursor: Cursor = None):
-    acc = await _account(session, principal, account_id)
+    acc = await accounts.get(session, principal, account_id)
     rows, nxt = await paginate(session, select(ApiKey).where(ApiKey.account_id == acc.id), ApiKey.id, limit, cursor)
     return Page[ApiKeyPublic](items=[ApiKeyPublic.model_validate(r) for r in rows], next_cursor=nxt)
 
@@ -182,5 +155,5 @@ async def delete_key(key_id: str, ctx: CtxDep, session: SessionDep, principal: P
     account_id = row.account_id
     await session.delete(row)
     await session.commit()
-    await ctx.changed("api_keys", key_id, account_id, "deleted")
+    await ctx.changed(ConfigEntity.API_KEYS, key_id, account_id, "deleted")
     return Response(status_code=204)

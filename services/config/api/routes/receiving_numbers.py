@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
-from sqlalchemy.orm.exc import StaleDataError
+
+from proto.messages import ConfigEntity
 
 from ...db.models import Account, ReceivingNumber, SipTargetRow, TrackingNumber, utcnow
-from ...errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from ...errors import Conflict, InvalidInput
 from ...secrets import SecretBox
 from ...validation import parse_sip_uri
-from ..common import Idempotency, check_if_match, paginate, set_etag
+from ..common import paginate
 from ..context import AppContext
+from ..crud import Resource
 from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, PrincipalDep, SessionDep
 from ..schemas import (
     Page,
@@ -24,6 +26,7 @@ from ..schemas import (
 )
 
 router = APIRouter(tags=["receiving-numbers"])
+receiving_numbers = Resource(ReceivingNumber, "receiving number", ConfigEntity.RECEIVING_NUMBERS, lambda rn: rn.account_id)
 
 
 def public(rn: ReceivingNumber) -> ReceivingNumberPublic:
@@ -83,13 +86,6 @@ def build_targets(box: SecretBox, items: list[SipTargetIn], existing: list[SipTa
     return rows
 
 
-async def _get(session: SessionDep, principal: PrincipalDep, rn_id: str) -> ReceivingNumber:
-    rn = await session.get(ReceivingNumber, rn_id) if len(rn_id) <= 40 else None
-    if rn is None or not principal.owns(rn.account_id):
-        raise NotFound(f"no receiving number {rn_id}")
-    return rn
-
-
 async def account_exists(session: SessionDep, account_id: str) -> None:
     if await session.get(Account, account_id) is None:
         raise InvalidInput.field("account_id", "unknown account")
@@ -99,25 +95,19 @@ async def account_exists(session: SessionDep, account_id: str) -> None:
 async def create_receiving_number(body: ReceivingNumberCreate, request: Request, response: Response, ctx: CtxDep,
                                   session: SessionDep, principal: PrincipalDep,
                                   idempotency_key: IdempotencyKey = None):
-    idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
-    if (replayed := await idem.replay(session)) is not None:
-        return replayed
-    account_id = principal.account_for_create(body.account_id)
-    await account_exists(session, account_id)
-    check_region(ctx, body.region)
-    rn = ReceivingNumber(account_id=account_id, name=body.name, dial_sip_client=body.dial_sip_client,
-                         enabled=body.enabled, ring_timeout=body.ring_timeout, send_digits=body.send_digits,
-                         region=body.region)
-    rn.targets = build_targets(ctx.secrets, body.sip_targets, [])
-    session.add(rn)
-    await session.flush()
-    out = public(rn)
-    idem.record(session, 201, out)
-    if (replayed := await idem.commit(session)) is not None:
-        return replayed
-    set_etag(response, rn.version)
-    await ctx.changed("receiving_numbers", rn.id, account_id, "created")
-    return out
+    async def build() -> ReceivingNumber:
+        account_id = principal.account_for_create(body.account_id)
+        await account_exists(session, account_id)
+        check_region(ctx, body.region)
+        rn = ReceivingNumber(account_id=account_id, name=body.name, dial_sip_client=body.dial_sip_client,
+                             enabled=body.enabled, ring_timeout=body.ring_timeout, send_digits=body.send_digits,
+                             region=body.region)
+        rn.targets = build_targets(ctx.secrets, body.sip_targets, [])
+        return rn
+
+    return await receiving_numbers.create(request=request, response=response, ctx=ctx, session=session,
+                                          principal=principal, idempotency_key=idempotency_key, body=body,
+                                          build=build, public=public)
 
 
 @router.get("/v1/receiving-numbers", response_model=Page[ReceivingNumberPublic])
@@ -138,16 +128,13 @@ async def list_receiving_numbers(session: SessionDep, principal: PrincipalDep, l
 
 @router.get("/v1/receiving-numbers/{rn_id}", response_model=ReceivingNumberPublic)
 async def get_receiving_number(rn_id: str, response: Response, session: SessionDep, principal: PrincipalDep):
-    rn = await _get(session, principal, rn_id)
-    set_etag(response, rn.version)
-    return public(rn)
+    return receiving_numbers.show(response, await receiving_numbers.get(session, principal, rn_id), public)
 
 
 @router.patch("/v1/receiving-numbers/{rn_id}", response_model=ReceivingNumberPublic)
 async def update_receiving_number(rn_id: str, body: ReceivingNumberUpdate, response: Response, ctx: CtxDep,
                                   session: SessionDep, principal: PrincipalDep, if_match: IfMatch = None):
-    rn = await _get(session, principal, rn_id)
-    check_if_match(if_match, rn.version)
+    rn = await receiving_numbers.get(session, principal, rn_id, if_match)
     fields = body.model_fields_set
     if "region" in fields:
         check_region(ctx, body.region)
@@ -157,32 +144,17 @@ async def update_receiving_number(rn_id: str, body: ReceivingNumberUpdate, respo
     if body.sip_targets is not None:
         rn.targets = build_targets(ctx.secrets, body.sip_targets, list(rn.targets))
     rn.updated_at = utcnow()  # the row is always updated, so its version moves with its targets
-    try:
-        await session.commit()
-    except StaleDataError:
-        raise PreconditionFailed("the receiving number changed while this update was applied; read it again") \
-            from None
-    await session.refresh(rn, ["targets"])
-    set_etag(response, rn.version)
-    await ctx.changed("receiving_numbers", rn.id, rn.account_id, "updated")
-    return public(rn)
+    return await receiving_numbers.updated(response=response, ctx=ctx, session=session, obj=rn, public=public,
+                                           refresh=["targets"])
 
 
 @router.delete("/v1/receiving-numbers/{rn_id}", status_code=204)
 async def delete_receiving_number(rn_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep,
                                   if_match: IfMatch = None) -> Response:
-    rn = await _get(session, principal, rn_id)
-    check_if_match(if_match, rn.version)
+    rn = await receiving_numbers.get(session, principal, rn_id, if_match)
     used = await session.scalar(select(func.count()).select_from(TrackingNumber)
                                 .where(TrackingNumber.receiving_number_id == rn.id))
     if used:
         raise Conflict(f"{used} tracking number(s) still point at this receiving number; "
                        "move or delete them first")
-    account_id = rn.account_id
-    await session.delete(rn)
-    try:
-        await session.commit()
-    except StaleDataError:
-        raise PreconditionFailed("the receiving number changed while it was being deleted") from None
-    await ctx.changed("receiving_numbers", rn_id, account_id, "deleted")
-    return Response(status_code=204)
+    return await receiving_numbers.delete(ctx=ctx, session=session, obj=rn)

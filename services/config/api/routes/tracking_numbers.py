@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
-from sqlalchemy.orm.exc import StaleDataError
+
+from proto.messages import ConfigEntity
 
 from ...db.models import ReceivingNumber, TrackingNumber
-from ...errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from ...errors import Conflict, InvalidInput
 from ...validation import normalize_e164
-from ..common import Idempotency, check_if_match, paginate, set_etag
+from ..common import paginate
+from ..crud import Resource, public_of
 from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, PrincipalDep, SessionDep
 from ..schemas import Page, TrackingNumberCreate, TrackingNumberPublic, TrackingNumberUpdate
 from .receiving_numbers import account_exists
 
 router = APIRouter(tags=["tracking-numbers"])
-
-
-async def _get(session: SessionDep, principal: PrincipalDep, tn_id: str) -> TrackingNumber:
-    tn = await session.get(TrackingNumber, tn_id) if len(tn_id) <= 40 else None
-    if tn is None or not principal.owns(tn.account_id):
-        raise NotFound(f"no tracking number {tn_id}")
-    return tn
+tracking_numbers = Resource(TrackingNumber, "tracking number", ConfigEntity.TRACKING_NUMBERS, lambda tn: tn.account_id)
+public = public_of(TrackingNumberPublic)
 
 
 async def _check_target(session: SessionDep, account_id: str, rn_id: str) -> None:
@@ -43,24 +40,17 @@ async def _check_unique(session: SessionDep, number: str, exclude: str | None = 
 @router.post("/v1/tracking-numbers", status_code=201, response_model=TrackingNumberPublic)
 async def create_tracking_number(body: TrackingNumberCreate, request: Request, response: Response, ctx: CtxDep,
                                  session: SessionDep, principal: PrincipalDep, idempotency_key: IdempotencyKey = None):
-    idem = Idempotency(request, principal, idempotency_key, body, ctx.settings.idempotency_ttl)
-    if (replayed := await idem.replay(session)) is not None:
-        return replayed
-    account_id = principal.account_for_create(body.account_id)
-    await account_exists(session, account_id)
-    await _check_target(session, account_id, body.receiving_number_id)
-    await _check_unique(session, body.number)
-    tn = TrackingNumber(account_id=account_id, number=body.number, receiving_number_id=body.receiving_number_id,
-                        name=body.name, enabled=body.enabled)
-    session.add(tn)
-    await session.flush()
-    out = TrackingNumberPublic.model_validate(tn)
-    idem.record(session, 201, out)
-    if (replayed := await idem.commit(session)) is not None:
-        return replayed
-    set_etag(response, tn.version)
-    await ctx.changed("tracking_numbers", tn.id, account_id, "created")
-    return out
+    async def build() -> TrackingNumber:
+        account_id = principal.account_for_create(body.account_id)
+        await account_exists(session, account_id)
+        await _check_target(session, account_id, body.receiving_number_id)
+        await _check_unique(session, body.number)
+        return TrackingNumber(account_id=account_id, number=body.number, receiving_number_id=body.receiving_number_id,
+                              name=body.name, enabled=body.enabled)
+
+    return await tracking_numbers.create(request=request, response=response, ctx=ctx, session=session,
+                                         principal=principal, idempotency_key=idempotency_key, body=body,
+                                         build=build, public=public)
 
 
 @router.get("/v1/tracking-numbers", response_model=Page[TrackingNumberPublic])
@@ -82,21 +72,18 @@ async def list_tracking_numbers(session: SessionDep, principal: PrincipalDep, li
     if receiving_number_id:
         stmt = stmt.where(TrackingNumber.receiving_number_id == receiving_number_id)
     rows, nxt = await paginate(session, stmt, TrackingNumber.id, limit, cursor)
-    return Page[TrackingNumberPublic](items=[TrackingNumberPublic.model_validate(r) for r in rows], next_cursor=nxt)
+    return Page[TrackingNumberPublic](items=[public(r) for r in rows], next_cursor=nxt)
 
 
 @router.get("/v1/tracking-numbers/{tn_id}", response_model=TrackingNumberPublic)
 async def get_tracking_number(tn_id: str, response: Response, session: SessionDep, principal: PrincipalDep):
-    tn = await _get(session, principal, tn_id)
-    set_etag(response, tn.version)
-    return TrackingNumberPublic.model_validate(tn)
+    return tracking_numbers.show(response, await tracking_numbers.get(session, principal, tn_id), public)
 
 
 @router.patch("/v1/tracking-numbers/{tn_id}", response_model=TrackingNumberPublic)
 async def update_tracking_number(tn_id: str, body: TrackingNumberUpdate, response: Response, ctx: CtxDep,
                                  session: SessionDep, principal: PrincipalDep, if_match: IfMatch = None):
-    tn = await _get(session, principal, tn_id)
-    check_if_match(if_match, tn.version)
+    tn = await tracking_numbers.get(session, principal, tn_id, if_match)
     fields = body.model_fields_set
     if "receiving_number_id" in fields and body.receiving_number_id != tn.receiving_number_id:
         await _check_target(session, tn.account_id, body.receiving_number_id or "")
@@ -105,26 +92,11 @@ async def update_tracking_number(tn_id: str, body: TrackingNumberUpdate, respons
     for name in ("number", "receiving_number_id", "name", "enabled"):
         if name in fields:
             setattr(tn, name, getattr(body, name))
-    try:
-        await session.commit()
-    except StaleDataError:
-        raise PreconditionFailed("the tracking number changed while this update was applied; read it again") \
-            from None
-    set_etag(response, tn.version)
-    await ctx.changed("tracking_numbers", tn.id, tn.account_id, "updated")
-    return TrackingNumberPublic.model_validate(tn)
+    return await tracking_numbers.updated(response=response, ctx=ctx, session=session, obj=tn, public=public)
 
 
 @router.delete("/v1/tracking-numbers/{tn_id}", status_code=204)
 async def delete_tracking_number(tn_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep,
                                  if_match: IfMatch = None) -> Response:
-    tn = await _get(session, principal, tn_id)
-    check_if_match(if_match, tn.version)
-    account_id = tn.account_id
-    await session.delete(tn)
-    try:
-        await session.commit()
-    except StaleDataError:
-        raise PreconditionFailed("the tracking number changed while it was being deleted") from None
-    await ctx.changed("tracking_numbers", tn_id, account_id, "deleted")
-    return Response(status_code=204)
+    tn = await tracking_numbers.get(session, principal, tn_id, if_match)
+    return await tracking_numbers.delete(ctx=ctx, session=session, obj=tn)

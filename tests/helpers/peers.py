@@ -1,11 +1,10 @@
 """Real SIP peers for interop tests: SIPp scenarios and baresip, on loopback only.
 
-Import from a test module in ``tests/interop`` (pytest runs in importlib mode)::
+Import from a test module::
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from peers import Baresip, SippPeer, dominant_frequency
+    from tests.helpers.peers import Baresip, SippPeer, dominant_frequency
 
-(``tests/interop/conftest.py`` puts the folder on ``sys.path`` too, and offers fixtures.)
+(``tests/interop/conftest.py`` offers fixtures over them.)
 
 Everything here is asyncio (the B2BUA under test may run in the same event loop), logs go to
 the test's tmp dir, and assertion messages carry the tail of the peer's logs.
@@ -33,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import importlib.util
 import io
 import json
 import math
@@ -41,13 +39,14 @@ import re
 import shutil
 import socket
 import struct
-import sys
 import time
 import wave
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.helpers.tls import TestCA
 
 __all__ = [
     "LOOPBACK",
@@ -73,8 +72,7 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
-HERE = Path(__file__).resolve().parent
-SCENARIOS = HERE / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "interop" / "scenarios"
 BARESIP_MODULES = Path("/usr/lib/baresip/modules")
 
 
@@ -541,25 +539,12 @@ class TlsFiles:
     ca_file: Path
 
 
-def _load_test_ca_class() -> Any:
-    helpers = HERE.parent / "integration" / "signaling" / "tls_helpers.py"
-    spec = importlib.util.spec_from_file_location("switchboard_tls_helpers", helpers)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {helpers}")
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module.TestCA
-
-
 def make_tls_files(directory: Path, *names: str, ca: Any = None) -> tuple[Any, TlsFiles]:
-    """A test CA (``tests/integration/signaling/tls_helpers.TestCA``, or ``ca``) and a server
+    """A test CA (``tests.helpers.tls.TestCA``, or ``ca``) and a server
     certificate for ``names`` (default 127.0.0.1 and localhost) in baresip's format."""
     directory = Path(directory)
     if ca is None:
-        ca = _load_test_ca_class()(directory / "ca")
+        ca = TestCA(directory / "ca")
     issued = ca.issue(*(names or (LOOPBACK, "localhost")))
     bundle = directory / f"baresip-{Path(issued.cert_file).stem}.pem"
     bundle.write_text(issued.cert_pem + issued.key_pem)

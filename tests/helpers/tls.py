@@ -1,12 +1,4 @@
-"""Test PKI for SIP-over-TLS tests: a CA made on the fly and certificates it signs.
-
-Import from a test module with::
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tls_helpers import TestCA
-
-(pytest runs in importlib mode, so test folders are not on sys.path by themselves.)
-"""
+"""Test PKI for SIP-over-TLS tests: a CA made on the fly and certificates it signs."""
 
 from __future__ import annotations
 

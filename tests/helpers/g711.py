@@ -1,6 +1,6 @@
 """G.711 μ-law for the tests that put audio on the wire and read it back (Python's audioop
 is gone in 3.13). The classic Sun/sox g711.c algorithm on 14-bit samples, as CPython's
-audioop had it; test_g711.py checks it against ../shared/testdata/rtp_vectors.md."""
+audioop had it; tests/interop/test_g711.py checks it against shared/testdata/rtp_vectors.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What the transport tests share: a sink for a TransportLayer's callbacks (the
-`make_layer` fixture in conftest.py makes layers wired to one)."""
+`make_layer` fixture in tests/integration/signaling/conftest.py makes layers wired to one)."""
 
 from __future__ import annotations
 
