@@ -1,5 +1,7 @@
 """The B2BUA: listens for carriers' INVITEs, runs one Call each, routes in-dialog requests
-to their call, and publishes every SIP message in and out as a call event."""
+to their leg, and publishes every SIP message in and out as a call event. It owns the calls,
+the SIP Call-ID directory and draining; the legs get a `LegContext`, and nothing in the
+package imports this module (import-linter's layers contract)."""
 
 from __future__ import annotations
 
