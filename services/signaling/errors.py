@@ -36,3 +36,8 @@ class CallSetupError(SignalingError):
         self.reason = reason
         self.retry_after = retry_after
         self.extra_headers = extra_headers or []
+
+
+class LegStateError(SignalingError):
+    """A call leg's state machine got an input its table does not allow in the current
+    state: a bug in the caller (every input a peer can cause is in the tables)."""

@@ -1,5 +1,7 @@
 """The B2BUA: listens for carriers' INVITEs, runs one Call each, routes in-dialog requests
-to their call, and publishes every SIP message in and out as a call event."""
+to their leg, and publishes every SIP message in and out as a call event. It owns the calls,
+the SIP Call-ID directory and draining; the legs get a `LegContext`, and nothing in the
+package imports this module (import-linter's layers contract)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proto import subjects
@@ -23,7 +26,9 @@ from ..sip.transaction import Timers
 from ..transport import Addr, ServerTlsConfig
 from .backends import Backends
 from .call import Call
-from .client_leg import ClientLeg
+from .context import DialogOwner, LegContext
+from .deadlines import Deadlines
+from .helpers import ALLOW, SDP
 from .remote import OriginateServer
 
 if TYPE_CHECKING:
@@ -51,6 +56,15 @@ class TokenBucket:
         return True
 
 
+@dataclass
+class Route:
+    """What a SIP Call-ID leads to: our call id, and the leg that owns its dialog (None while
+    the carrier's INVITE is being taken)."""
+
+    call_id: str
+    owner: DialogOwner | None = None
+
+
 class B2BUA:
     def __init__(self, bus: Bus, settings: SignalingSettings) -> None:
         self.bus = bus
@@ -66,9 +80,10 @@ class B2BUA:
             public_host=settings.public_address,
         )
         self.calls: dict[str, Call] = {}  # our call id -> call
-        # SIP Call-ID -> the leg that owns that dialog (a Call for the carrier's, a ClientLeg for
-        # the client's), or only our call id while the carrier's INVITE is being taken.
-        self._by_sip_call_id: dict[str, Call | ClientLeg | str] = {}
+        self._by_sip_call_id: dict[str, Route] = {}  # the SIP Call-ID directory
+        self.deadlines = Deadlines()
+        self.context = LegContext(endpoint=self.endpoint, backends=self.backends, events=self.events,
+                                  settings=settings, bus=bus, directory=self, deadlines=self.deadlines)
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.rate = TokenBucket(settings.invite_rate, settings.invite_burst)
@@ -85,7 +100,7 @@ class B2BUA:
             self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
         await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
         metrics.CALLS_IN_PROGRESS.set_function(lambda: len(self.calls))
-        self.originate = OriginateServer(self)
+        self.originate = OriginateServer(self.context, self._accepts)
         await self.originate.start()
         log.info("SIP on %s", ", ".join(f"{a.transport}:{a.host}:{a.port}" for a in self.listening))
 
@@ -94,18 +109,22 @@ class B2BUA:
         await self._idle.wait()
 
     async def stop(self) -> None:
-        for call in list(self.calls.values()):
-            await call.hang_up("node shutting down", by="switchboard", cause=503)
+        await asyncio.gather(*(call.hang_up("node shutting down", by="switchboard", cause=503)
+                               for call in list(self.calls.values())), return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
+        self.deadlines.close()
         await self.endpoint.close()
 
-    # -- call ids
+    def _accepts(self, remote_legs: int) -> bool:
+        return not self.draining and len(self.calls) + remote_legs < self.settings.max_calls
 
-    def bind_sip_call_id(self, sip_call_id: str, owner: Call | ClientLeg) -> None:
-        self._by_sip_call_id[sip_call_id] = owner
+    # -- the SIP Call-ID directory (context.Directory)
 
-    def unbind_sip_call_id(self, sip_call_id: str) -> None:
+    def bind(self, sip_call_id: str, owner: DialogOwner) -> None:
+        self._by_sip_call_id[sip_call_id] = Route(owner.id, owner)
+
+    def unbind(self, sip_call_id: str) -> None:
         self._by_sip_call_id.pop(sip_call_id, None)
 
     def forget(self, call: Call) -> None:
@@ -120,13 +139,13 @@ class B2BUA:
             sip_call_id = msg.call_id
         except Exception:
             return None
-        owner = self._by_sip_call_id.get(sip_call_id)
-        if owner is not None:
-            return owner if isinstance(owner, str) else owner.id
+        route = self._by_sip_call_id.get(sip_call_id)
+        if route is not None:
+            return route.call_id
         if incoming and isinstance(msg, Request) and msg.method == "INVITE" and msg.to.tag is None:
             # A new call: its id is made here so that its first INVITE is in its timeline.
             call_id = uuid.uuid4().hex
-            self._by_sip_call_id[sip_call_id] = call_id
+            self._by_sip_call_id[sip_call_id] = Route(call_id)
             return call_id
         return None
 
@@ -166,23 +185,22 @@ class B2BUA:
 
     async def on_request(self, incoming: IncomingRequest) -> None:
         req = incoming.request
-        owner = self._by_sip_call_id.get(req.call_id)
-        if not isinstance(owner, str) and owner is not None and (req.to.tag is not None or req.method == "ACK"):
-            await owner.on_request(incoming)
+        route = self._by_sip_call_id.get(req.call_id)
+        if route is not None and route.owner is not None and (req.to.tag is not None or req.method == "ACK"):
+            await route.owner.on_request(incoming)
             return
         if req.method == "INVITE" and req.to.tag is None:
             await self._new_call(incoming)
             return
         if req.method == "OPTIONS":
-            incoming.respond(200, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"),
-                                           ("Accept", "application/sdp")])
+            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP)])
             return
         if req.method == "ACK":
             return
         if req.to.tag is not None:
             incoming.respond(481)  # §12.2.2: no such call here
             return
-        incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO")])
+        incoming.respond(405, headers=[("Allow", ALLOW)])
 
     async def _new_call(self, incoming: IncomingRequest) -> None:
         source = incoming.source.host
@@ -201,11 +219,14 @@ class B2BUA:
             self._by_sip_call_id.pop(incoming.request.call_id, None)
             self.events.forget(call_id)
             return
-        call = Call(self, call_id, incoming)
+        call = Call(self.context, call_id, incoming)
         self.calls[call_id] = call
         self._idle.clear()
-        self.bind_sip_call_id(incoming.request.call_id, call)
-        await call.run()
+        self.bind(incoming.request.call_id, call)
+        try:
+            await call.run()
+        finally:
+            self.forget(call)
 
     async def _media_timeout(self, ev: CallEvent) -> None:
         call = self.calls.get(ev.call_id)

@@ -4,15 +4,15 @@ call (`RemoteClientLeg`).
 
 The flow is DESIGN.md's: 100 Trying, trunk check, routing, region and media, then the client
 leg's targets; the client's answer relayed to the carrier with the media worker's address,
-and BYE from either side ending both. Every step is a `call.<id>.<kind>` event."""
+and BYE from either side ending both. Every step is a `call.<id>.<kind>` event. The
+carrier leg's state is `carrier_fsm.CarrierLegMachine`; this runs it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from proto.events import (
     Answered,
@@ -28,14 +28,7 @@ from proto.events import (
     Resolved,
     TargetSummary,
 )
-from proto.messages import (
-    AttemptRecord,
-    MediaAllocation,
-    Originate,
-    RoutingDecision,
-    RoutingRequest,
-    SipTarget,
-)
+from proto.messages import MediaAllocation, Originate, RoutingDecision, RoutingRequest
 from services.common.logging import call_context
 
 from .. import metrics
@@ -50,82 +43,92 @@ from ..sip.sdp import (
     parse_sdp,
     validate_answer,
 )
-from .client_leg import ClientLeg, answer_refresh, media_update, send_info
+from .carrier_fsm import CarrierLegMachine, Do, Input, State
+from .client_leg import ClientLeg
+from .context import ClientLegHandle, LegContext
+from .helpers import ALLOW, SDP, answer_refresh, bye_with_reason, media_update, reason_header, send_info
 from .numbers import NotANumber, caller_of, tracking_number
-from .policy import Attempt, Result, carrier_status, record_result
+from .policy import record_result
 from .remote import RemoteClientLeg
+from .runner import FollowUp, Runner
 
 if TYPE_CHECKING:
     from ..endpoint import IncomingRequest
-    from .b2bua import B2BUA
 
 log = logging.getLogger("switchboard.signaling.call")
 
-SDP = "application/sdp"
 MIN_SE = 90  # RFC 4028 §4: the smallest session interval we accept
+In = Input
 
 
-def _target_log(t: SipTarget) -> dict[str, Any]:
-    return {"uri": t.uri, "transport": t.transport, "priority": t.priority, "weight": t.weight,
-            "secure_media": t.secure_media, "has_credentials": bool(t.username)}
+def _crash(e: Exception) -> tuple[int, str, int | None, list[tuple[str, str]]]:
+    return (500, f"internal error: {type(e).__name__}", None, [])
 
 
-@dataclass
-class CallState:
-    started: float = field(default_factory=time.time)
-    answered_at: float | None = None
-    ended_at: float | None = None
-    attempts: list[Attempt] = field(default_factory=list)
+def _setup_error(e: CallSetupError) -> tuple[int, str, int | None, list[tuple[str, str]]]:
+    return (e.status, e.reason, e.retry_after, e.extra_headers)
 
 
-class Call:
+class Call(Runner[Input, Do]):
     """The carrier's side of a call, and the LegPeer its client leg reports to."""
 
-    def __init__(self, b2bua: B2BUA, call_id: str, incoming: IncomingRequest) -> None:
-        self.b2bua = b2bua
-        self.ep = b2bua.endpoint
-        self.backends = b2bua.backends
-        self.settings = b2bua.settings
+    def __init__(self, ctx: LegContext, call_id: str, incoming: IncomingRequest) -> None:
+        super().__init__(ctx, CarrierLegMachine(max_duration=ctx.settings.max_call_duration))
+        self.machine: CarrierLegMachine
+        self.ep = ctx.endpoint
+        self.backends = ctx.backends
+        self.settings = ctx.settings
         self.id = call_id
         self.incoming = incoming
         self.invite = incoming.request
         self.sip_call_id = self.invite.call_id
-        self.state = CallState()
+        self.started = time.time()
+        self.answered_at: float | None = None
         self.decision: RoutingDecision | None = None
         self.allocation: MediaAllocation | None = None
         self.carrier_offer: SessionDescription | None = None
         self.local_sdp: SessionDescription | None = None  # what we sent the carrier
         self.media: NegotiatedMedia | None = None  # the carrier's side, as negotiated
         self.sdp_version = 1
-        self.leg: ClientLeg | RemoteClientLeg | None = None
-        self.connected = False  # the carrier got our 200 OK
-        self.ended = asyncio.Event()
-        self.end_reason = ""
-        self.ended_by = ""
-        self.session_expires: int | None = None
-        self._session_timer: asyncio.TimerHandle | None = None
+        self.leg: ClientLegHandle | None = None
+        self._cancel_sent = False
+        self._released = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """The carrier got our 200 OK."""
+        return self.machine.answered
 
     async def emit(self, body: CallEventBody) -> None:
-        await self.b2bua.events.emit(self.id, body)
+        await self.ctx.events.emit(self.id, body)
 
     # -- the whole call
 
     async def run(self) -> None:
         with call_context(self.id):
+            watcher = asyncio.get_running_loop().create_task(self._watch_carrier_cancel())
             try:
-                await self._run()
-            except CallSetupError as e:
-                await self._abandon_leg(e.reason)
-                await self._fail(e.status, e.reason, retry_after=e.retry_after, extra=e.extra_headers)
+                try:
+                    await self._setup()
+                except CallSetupError as e:
+                    await self.send(In.SETUP_FAILED, _setup_error(e))
             except Exception as e:  # a bug must end this call cleanly, not the node
                 log.exception("call failed")
-                await self._abandon_leg("internal error")
-                await self._fail(500, f"internal error: {type(e).__name__}")
+                await self.send(In.CRASH, _crash(e))
+            try:
+                await self.over.wait()  # the machine's deadlines bound it
             finally:
+                watcher.cancel()
                 await self._release()
-                self.b2bua.forget(self)
 
-    async def _run(self) -> None:
+    async def failed(self, e: Exception) -> None:
+        log.exception("call failed", exc_info=e)
+        try:  # end it as cleanly as the table says
+            await self._step((In.CRASH, _crash(e), None))
+        except Exception:
+            log.exception("call cleanup failed")
+
+    async def _setup(self) -> None:
         # 100 Trying went out already: the INVITE server transaction sends it at once (§17.2.1).
         inv = self.invite
         caller, caller_name = caller_of(inv)
@@ -142,7 +145,7 @@ class Call:
             raise CallSetupError(403, f"{source.host} is not a carrier trunk")
         if number is None:
             raise CallSetupError(404, "No tracking number in the request")
-        self._read_session_timer()
+        self.machine.session_expires = self._read_session_timer()
         if inv.body:
             try:
                 self.carrier_offer = parse_sdp(inv.body)
@@ -160,54 +163,61 @@ class Call:
                                  targets=[TargetSummary.of(t) for t in decision.targets],
                                  ring_timeout=decision.ring_timeout, region=decision.region_preference,
                                  secure_media=decision.secure_media))
-        if self.incoming.cancelled.is_set():
-            return self._carrier_cancelled()
+        if self.machine.terminal:
+            return  # the CANCEL ended it
 
         secure = decision.secure_media or any(t.secure_media for t in decision.targets)
         await self._allocate_media(decision.region_preference or self.settings.region, secure)
-        await self._prepare_a_leg()
-        self.leg = await self._client_leg(caller, caller_name)
-
-        metrics.PDD.observe(time.time() - self.state.started)  # the client leg dials now
-        watcher = asyncio.get_running_loop().create_task(self._watch_carrier_cancel())
-        try:
-            attempts = await self.leg.run()
-        finally:
-            watcher.cancel()
-        if attempts is None:  # answered
-            await self._in_call()
+        if self.machine.terminal:
             return
-        self.state.attempts.extend(attempts)
-        if self.incoming.cancelled.is_set():
-            return self._carrier_cancelled()
-        status, reason = carrier_status(self.state.attempts)
-        last = self.state.attempts[-1] if self.state.attempts else None
-        retry = last.retry_after if last and status == 503 else None
-        await self._fail(status, reason, retry_after=retry)
+        await self._prepare_a_leg()
+        self.leg = leg = await self._client_leg(caller, caller_name)
+        if self.machine.terminal:  # cancelled or hung up meanwhile
+            self.spawn(leg.cancel())
+            return
+        metrics.PDD.observe(time.time() - self.started)  # the client leg dials now
+        await self.send(In.DIALING)
+        self.spawn(self._run_leg(leg))
 
-    async def _client_leg(self, caller: str | None, caller_name: str | None) -> ClientLeg | RemoteClientLeg:
+    async def _run_leg(self, leg: ClientLegHandle) -> None:
+        try:
+            attempts = await leg.run()
+        except CallSetupError as e:
+            await self.send(In.LEG_ERROR, _setup_error(e))
+            return
+        except Exception as e:
+            log.error("client leg failed", exc_info=e)
+            await self.send(In.CRASH, _crash(e))
+            return
+        await self.send(In.LEG_RESULT, attempts)
+
+    async def _client_leg(self, caller: str | None, caller_name: str | None) -> ClientLegHandle:
         """Here, or — when the media is in another region — by a signaling node there, if
         that region has one (the same code runs either way)."""
         assert self.decision is not None and self.allocation is not None
         region = self.allocation.region
         if region != self.settings.region:
-            remote = RemoteClientLeg(self.b2bua, self.id, region, self)
+            remote = RemoteClientLeg(self.ctx, self.id, region, self)
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
                               caller=caller, caller_name=caller_name)
             if await remote.start(order):
                 await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
-        return ClientLeg(self.b2bua, self.id, self.decision, self.allocation, caller, caller_name, self)
+        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
+
+    async def _cancel_seen(self) -> None:
+        if not self._cancel_sent:
+            self._cancel_sent = True
+            await self.send(In.CARRIER_CANCEL)
 
     async def _watch_carrier_cancel(self) -> None:
         await self.incoming.cancelled.wait()
-        if self.leg is not None:
-            await self.leg.cancel()
+        await self._cancel_seen()
 
-    def _read_session_timer(self) -> None:
+    def _read_session_timer(self) -> int | None:
         value = self.invite.headers.get("Session-Expires")  # also its compact form "x"
         if not value:
-            return
+            return None
         try:
             seconds = int(value.split(";")[0].strip())
         except ValueError:
@@ -215,7 +225,7 @@ class Call:
         if seconds < MIN_SE:
             # §6: an interval below our minimum is refused with 422 and our Min-SE.
             raise CallSetupError(422, "Session Interval Too Small", extra_headers=[("Min-SE", str(MIN_SE))])
-        self.session_expires = seconds
+        return seconds
 
     # -- media
 
@@ -264,28 +274,16 @@ class Call:
     # -- what the client leg reports (LegPeer)
 
     async def progress(self, status: int, early_media: bool) -> None:
-        if self.incoming.answered:
-            return
-        if early_media and self.carrier_offer is not None and self.local_sdp is not None:
-            self.incoming.respond(183, body=bytes(self.local_sdp), content_type=SDP)
-        else:
-            self.incoming.respond(180 if status in (180, 183) else status)
+        await self.send(In.LEG_EARLY if early_media else In.LEG_PROGRESS, (status, early_media))
 
     async def answered(self, target: str, secure: bool) -> bool:
-        if self.incoming.cancelled.is_set() or self.incoming.answered:
-            return False
-        assert self.allocation is not None
-        if self.carrier_offer is None:
-            # Delayed offer: we offer in the 200 OK, the carrier answers in its ACK (§13.2.1).
-            a = self.allocation.a
-            self.local_sdp = build_offer(a.address, a.port, telephone_event_pt=a.telephone_event_pt)
-        assert self.local_sdp is not None
-        self.incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=self._session_timer_headers())
-        self.connected = True
-        self.state.answered_at = time.time()
-        await self.emit(Answered(target=target, secure=secure,
-                                 pdd_ms=round((self.state.answered_at - self.state.started) * 1000)))
-        return True
+        if self.incoming.cancelled.is_set():
+            await self._cancel_seen()  # before the answer: the CANCEL wins (§9.2)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        await self.send(In.LEG_ANSWERED, (target, secure, answer))
+        if not answer.done():  # the table absorbed the answer: the carrier is gone
+            answer.set_result(False)
+        return answer.result()
 
     async def relay_info(self, request: Request) -> int:
         """The client's INFO, passed on to the carrier."""
@@ -295,95 +293,34 @@ class Call:
         return await send_info(self.ep, dialog, request)
 
     async def client_ended(self, reason: str) -> None:
-        if self.ended.is_set():
-            return
-        self.end_reason, self.ended_by = reason, "callee"
-        await self._bye_a(reason)
-        self.ended.set()
+        await self.send(In.LEG_ENDED, reason)
 
-    # -- session timers (RFC 4028): we are the UAS on the carrier's leg
-
-    def _session_timer_headers(self) -> list[tuple[str, str]]:
-        """§9: when the carrier asked for a session timer, accept its interval with the
-        carrier as refresher, and expect a refresh (re-INVITE or UPDATE) in time."""
-        se = self.session_expires
-        if se is None:
-            return []
-        self._touch_session()
-        headers = [("Session-Expires", f"{se};refresher=uac")]
-        if "timer" in {v.strip().lower() for v in self.invite.headers.values("Supported")}:
-            headers.append(("Require", "timer"))
-        return headers
-
-    def _touch_session(self) -> None:
-        """(Re)arm the session timer: without a refresh within the interval, the session is
-        over and we send BYE both ways (§10, at the expiry itself)."""
-        if self.session_expires is None:
-            return
-        if self._session_timer is not None:
-            self._session_timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._session_timer = loop.call_later(
-            self.session_expires, lambda: loop.create_task(self.hang_up("session expired", by="switchboard", cause=408)))
-
-    # -- in the call
-
-    async def _in_call(self) -> None:
-        limit = self.settings.max_call_duration
-        try:
-            await asyncio.wait_for(self.ended.wait(), timeout=limit if limit > 0 else None)
-        except TimeoutError:
-            await self.hang_up("max call duration", by="switchboard", cause=200)
+    # -- from the B2BUA
 
     async def hang_up(self, reason: str, *, by: str, cause: int = 200) -> None:
-        """End an established call from our side: BYE to both legs with a Reason (RFC 3326)."""
-        if self.ended.is_set():
-            return
-        self.end_reason, self.ended_by = reason, by
-        leg = self.leg
-        await asyncio.gather(self._bye_a(reason, cause), leg.hang_up(reason, cause) if leg else asyncio.sleep(0),
-                             return_exceptions=True)
-        self.ended.set()
+        """End the call from our side: BYE to both legs with a Reason (RFC 3326); waits
+        until the call is over (our BYE's deadline bounds it)."""
+        await self.send(In.HANG_UP, (cause, reason, by))
+        await self._released.wait()
 
-    async def _abandon_leg(self, reason: str) -> None:
-        """The call failed on our side: leave nothing up on the client's side either."""
-        if self.leg is not None:
-            await self.leg.hang_up(reason, cause=503)
-
-    async def _bye_a(self, reason: str, cause: int = 200) -> None:
-        dialog = self.incoming.dialog
-        if dialog is None or dialog.terminated:
-            return
-        bye = dialog.create_request("BYE", headers=[("Reason", f'SIP;cause={cause};text="{reason}"')])
-        h = await self.ep.request(bye)
-        try:
-            await asyncio.wait_for(h.final(), 5.0)
-        except Exception:
-            pass
+    async def on_media_timeout(self) -> None:
+        await self.send(In.MEDIA_TIMEOUT)
 
     async def on_request(self, incoming: IncomingRequest) -> None:
         """An in-dialog request from the carrier."""
         m = incoming.method
         if m == "ACK":
-            if incoming.request.body and self.local_sdp is not None and self.media is None:
-                media = validate_answer(self.local_sdp, incoming.request.body)
-                if isinstance(media, NegotiatedMedia):
-                    self.media = media
-                    await self._update_media(media)
-                else:
-                    await self.hang_up(f"unacceptable answer in ACK: {media.reason}", by="switchboard", cause=488)
+            await self.send(In.CARRIER_ACK, incoming)
             return
         if m == "BYE":
             incoming.respond(200)
-            if self.ended.is_set():
-                return
-            self.end_reason, self.ended_by = "normal clearing", "caller"
-            if self.leg is not None:
-                await self.leg.hang_up("normal clearing")
-            self.ended.set()
+            await self.send(In.CARRIER_BYE)
             return
         if m in ("INVITE", "UPDATE"):
-            await self._refresh(incoming)
+            if self.machine.terminal:
+                incoming.respond(481)
+            else:
+                await self.send(In.CARRIER_REFRESH, incoming)
             return
         if m == "INFO":
             incoming.respond(await self.leg.relay_info(incoming.request) if self.leg is not None else 481)
@@ -391,12 +328,109 @@ class Call:
         if m == "OPTIONS":
             incoming.respond(200)
             return
-        incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO")])
+        incoming.respond(405, headers=[("Allow", ALLOW)])
+
+    def unprocessed(self, item: object) -> None:
+        assert isinstance(item, tuple)
+        inp, payload = item[0], item[1]
+        if inp is In.CARRIER_REFRESH and not payload.answered:
+            payload.respond(481)
+
+    # -- the machine's commands
+
+    async def do(self, do: Do, payload: object) -> FollowUp:  # noqa: C901 - one branch per command
+        m = self.machine
+        if do is Do.PROGRESS:
+            assert isinstance(payload, tuple)
+            status, early = payload
+            if self.incoming.answered:
+                return None
+            if early and self.carrier_offer is not None and self.local_sdp is not None:
+                self.incoming.respond(183, body=bytes(self.local_sdp), content_type=SDP)
+            else:
+                self.incoming.respond(180 if status in (180, 183) else status)
+        elif do is Do.ANSWER:
+            assert isinstance(payload, tuple)
+            await self._answer(*payload)
+        elif do is Do.REJECT:
+            await self._fail()
+        elif do is Do.ANSWER_487:
+            if not self.incoming.answered:
+                self.incoming.respond(487)
+        elif do is Do.REJECT_481:
+            payload.respond(481)  # type: ignore[attr-defined]
+        elif do is Do.TELL_LEG_CANCEL:
+            if self.leg is not None:
+                self.spawn(self.leg.cancel())
+        elif do is Do.TELL_LEG_BYE:
+            if self.leg is not None:
+                self.spawn(self.leg.hang_up(m.end[0] or "normal clearing", m.cause))
+        elif do is Do.ABANDON_LEG:
+            # The call failed on our side: leave nothing up on the client's side either.
+            if self.leg is not None:
+                self.spawn(self.leg.hang_up(m.end[0] or "failed", cause=503))
+        elif do is Do.SEND_BYE:
+            dialog = self.incoming.dialog
+            if dialog is None or dialog.terminated:
+                return In.BYE_DONE, None
+            self.spawn(self._bye(bye_with_reason(dialog, m.cause, m.end[0])))
+        elif do is Do.TAKE_ACK_ANSWER:
+            return await self.answering(payload, self._take_ack(payload))  # type: ignore[arg-type, no-any-return]
+        elif do is Do.ANSWER_REFRESH:
+            await self.answering(payload, self._refresh(payload))  # type: ignore[arg-type]
+        else:  # pragma: no cover - the table only uses the commands above
+            raise AssertionError(do)
+        return None
+
+    async def _answer(self, target: str, secure: bool, answer: asyncio.Future[bool]) -> None:
+        assert self.allocation is not None
+        if self.carrier_offer is None:
+            # Delayed offer: we offer in the 200 OK, the carrier answers in its ACK (§13.2.1).
+            a = self.allocation.a
+            self.local_sdp = build_offer(a.address, a.port, telephone_event_pt=a.telephone_event_pt)
+        assert self.local_sdp is not None
+        self.incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP,
+                              headers=self._session_timer_headers())
+        self.answered_at = time.time()
+        answer.set_result(True)
+        await self.emit(Answered(target=target, secure=secure,
+                                 pdd_ms=round((self.answered_at - self.started) * 1000)))
+
+    async def _bye(self, bye: Request) -> None:
+        try:
+            sent = await self.ep.request(bye)
+            await sent.final()
+        except Exception as e:
+            log.info("BYE not completed: %s", e)
+        await self.send(In.BYE_DONE)
+
+    async def _take_ack(self, incoming: IncomingRequest) -> FollowUp:
+        if incoming.request.body and self.local_sdp is not None and self.media is None:
+            media = validate_answer(self.local_sdp, incoming.request.body)
+            if isinstance(media, NegotiatedMedia):
+                self.media = media
+                await self._update_media(media)
+            else:
+                return In.HANG_UP, (488, f"unacceptable answer in ACK: {media.reason}", "switchboard")
+        return None
+
+    # -- session timers (RFC 4028): we are the UAS on the carrier's leg
+
+    def _session_timer_headers(self) -> list[tuple[str, str]]:
+        """§9: when the carrier asked for a session timer, accept its interval with the
+        carrier as refresher; the machine expects a refresh (re-INVITE or UPDATE) in time."""
+        se = self.machine.session_expires
+        if se is None:
+            return []
+        headers = [("Session-Expires", f"{se};refresher=uac")]
+        if "timer" in {v.strip().lower() for v in self.invite.headers.values("Supported")}:
+            headers.append(("Require", "timer"))
+        return headers
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
         """A re-INVITE or UPDATE from the carrier (hold, resume, new address, session
         refresh), answered from the worker's A side. The client's leg keeps its media: the
-        worker bridges both. A refresh also re-arms the session timer (RFC 4028)."""
+        worker bridges both."""
         assert self.allocation is not None
         timer_headers = self._session_timer_headers()
         if await answer_refresh(self, incoming, self.allocation.a, self.settings.srtp_key_padding, timer_headers):
@@ -406,48 +440,52 @@ class Call:
             await self.emit(Hold(leg="a", method=incoming.method) if self.media.on_hold
                             else MediaRefresh(leg="a", method=incoming.method))
 
-    async def on_media_timeout(self) -> None:
-        if self.connected:
-            await self.hang_up("media timeout", by="switchboard", cause=408)
-
     # -- the end
 
-    def _carrier_cancelled(self) -> None:
-        if not any(a.result == Result.CANCELED for a in self.state.attempts):
-            self.state.attempts.append(Attempt("", Result.CANCELED, 487, "caller cancelled"))
-        self.end_reason, self.ended_by = "caller cancelled", "caller"
-
-    async def _fail(self, status: int, reason: str, *, retry_after: int | None = None,
-                    extra: list[tuple[str, str]] | None = None) -> None:
+    async def _fail(self) -> None:
+        final = self.machine.final
+        assert final is not None
+        status, reason, retry_after, extra = final
         if not self.incoming.answered:
-            headers: list[tuple[str, str]] = list(extra or [])
+            headers: list[tuple[str, str]] = list(extra)
             if retry_after:
                 headers.append(("Retry-After", str(retry_after)))
             # RFC 3326: say why, so the carrier's logs show our reason too.
-            headers.append(("Reason", f'SIP;cause={status};text="{reason[:100]}"'))
+            headers.append(reason_header(status, reason[:100]))
             # The reason phrase is for humans reading traces: the standard one when there is one.
             self.incoming.respond(status, REASON_PHRASES.get(status, reason[:60] or "Failed"), headers=headers)
-        self.end_reason = reason
-        result = record_result(self.state.attempts, answered=False)
+        result = record_result(self.machine.attempts, answered=False)
         metrics.CALLS.labels(result).inc()
-        await self.emit(Failed(sip_status=status, reason=reason, result=result,
-                               attempts=[AttemptRecord(target=a.target, result=str(a.result), status=a.status,
-                                                       reason=a.reason) for a in self.state.attempts]))
+        await self.emit(Failed(sip_status=status, reason=reason, result=result, attempts=list(self.machine.attempts)))
 
     async def _release(self) -> None:
-        if self._session_timer is not None:
-            self._session_timer.cancel()
-        if self.leg is not None:
-            self.leg.release()
+        leg = self.leg
+        if leg is not None:
+            try:
+                await asyncio.wait_for(leg.wait_ended(), 15.0)  # bounded by its own deadlines
+            except Exception:
+                pass
+            leg.release()
+        try:
+            await self._report_end()
+        finally:
+            self._released.set()
+
+    async def _report_end(self) -> None:
+        m = self.machine
+        reason, by = m.end
         stats = None
         if self.allocation is not None:
-            stats = await self.backends.release(self.allocation.worker_id, self.id, self.end_reason or "normal")
-        if self.connected:
-            self.state.ended_at = time.time()
-            duration = self.state.ended_at - (self.state.answered_at or self.state.ended_at)
+            stats = await self.backends.release(self.allocation.worker_id, self.id, reason or "normal")
+        if m.answered:
+            ended_at = time.time()
+            duration = ended_at - (self.answered_at or ended_at)
             metrics.CALLS.labels("completed").inc()
-            await self.emit(Ended(by=self.ended_by or "switchboard", reason=self.end_reason or "normal clearing",
+            await self.emit(Ended(by=by or "switchboard", reason=reason or "normal clearing",
                                   duration=round(duration, 3), result="completed", media=stats))
-        elif any(a.result == Result.CANCELED for a in self.state.attempts):
+        elif m.canceled:
             metrics.CALLS.labels("canceled").inc()
             await self.emit(Ended(by="caller", reason="caller cancelled", duration=0, result="canceled"))
+
+
+__all__ = ["Call", "State"]

@@ -7,8 +7,12 @@ stays where it is (no crank-back)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from proto.messages import AttemptRecord
+
+# The one attempt type: the bus contract's (a cross-region leg sends its attempts as they are).
+Attempt = AttemptRecord
 
 
 class Result(StrEnum):
@@ -24,14 +28,10 @@ class Result(StrEnum):
     CANCELED = "canceled"  # the carrier gave up
 
 
-@dataclass(frozen=True)
-class Attempt:
-    target: str
-    result: Result
-    status: int | None = None
-    reason: str = ""
-    early_media: bool = False
-    retry_after: int | None = None
+def attempt(target: str, result: Result, status: int | None = None, reason: str = "", *,
+            early_media: bool = False, retry_after: int | None = None) -> Attempt:
+    return Attempt(target=target, result=result, status=status, reason=reason, early_media=early_media,
+                   retry_after=retry_after)
 
 
 def classify(status: int, *, rang: bool = False) -> Result:

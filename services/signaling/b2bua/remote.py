@@ -9,42 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from nats.aio.subscription import Subscription
 
 from proto import subjects
-from proto.messages import Ack, AttemptRecord, LegSignal, Originate, OriginateResult
+from proto.messages import Ack, LegSignal, Originate, OriginateResult
 from services.common.errors import BusError, HandlerError, NoResponders
 
 from ..errors import CallSetupError
-from .client_leg import ClientLeg, LegPeer
-from .policy import Attempt, Result
+from .client_leg import ClientLeg
+from .context import LegContext, LegPeer
+from .policy import Attempt, Result, attempt
 
 if TYPE_CHECKING:
-    from .b2bua import B2BUA
+    from ..sip.message import Request
 
 log = logging.getLogger("switchboard.signaling.remote")
-
-
-def to_record(a: Attempt) -> AttemptRecord:
-    return AttemptRecord(target=a.target, result=str(a.result), status=a.status, reason=a.reason,
-                         early_media=a.early_media, retry_after=a.retry_after)
-
-
-def from_record(r: AttemptRecord) -> Attempt:
-    try:
-        result = Result(r.result)
-    except ValueError:
-        result = Result.REJECTED
-    return Attempt(r.target, result, r.status, r.reason, r.early_media, r.retry_after)
 
 
 class RemoteClientLeg:
     """The carrier's node's handle on a client leg running in another region."""
 
-    def __init__(self, b2bua: B2BUA, call_id: str, region: str, peer: LegPeer) -> None:
-        self.b2bua = b2bua
+    def __init__(self, ctx: LegContext, call_id: str, region: str, peer: LegPeer) -> None:
+        self.ctx = ctx
         self.id = call_id
         self.region = region
         self.peer = peer
@@ -55,12 +44,12 @@ class RemoteClientLeg:
 
     async def start(self, order: Originate) -> bool:
         """Ask a node of the region to take the leg; False when the region has none."""
-        bus = self.b2bua.bus
+        bus = self.ctx.bus
         self._sub = await bus.subscribe(subjects.call_control(self.id, "carrier"), self._signal, LegSignal,
                                         concurrent=False)
         try:
             r = await bus.request(subjects.signaling_originate(self.region), order, OriginateResult,
-                                  timeout=self.b2bua.settings.bus_timeout)
+                                  timeout=self.ctx.settings.bus_timeout)
         except NoResponders:
             await self._unsubscribe()
             return False
@@ -83,7 +72,7 @@ class RemoteClientLeg:
                 self._result.set_result(None if ok else [])
             return Ack(ok=ok)
         elif s.kind == "result" and not self._result.done():
-            self._result.set_result([from_record(a) for a in s.attempts])
+            self._result.set_result(list(s.attempts))
         elif s.kind == "ended":
             await self.peer.client_ended(s.reason or "normal clearing")
         return Ack()
@@ -93,9 +82,9 @@ class RemoteClientLeg:
 
     async def _tell(self, kind: str, reason: str = "") -> None:
         try:
-            await self.b2bua.bus.request(subjects.call_control(self.id, "client"),
-                                         LegSignal(call_id=self.id, kind=kind, reason=reason),  # type: ignore[arg-type]
-                                         Ack, timeout=self.b2bua.settings.bus_timeout)
+            await self.ctx.bus.request(subjects.call_control(self.id, "client"),
+                                       LegSignal(call_id=self.id, kind=kind, reason=reason),  # type: ignore[arg-type]
+                                       Ack, timeout=self.ctx.settings.bus_timeout)
         except BusError as e:
             log.warning("client leg in %s did not take %s: %s", self.region, kind, e, extra={"call_id": self.id})
 
@@ -105,8 +94,11 @@ class RemoteClientLeg:
     async def hang_up(self, reason: str, cause: int = 200) -> None:
         await self._tell("bye", reason)
 
-    async def relay_info(self, request: object) -> int:
+    async def relay_info(self, request: Request) -> int:
         return 200  # not relayed across regions: answered here
+
+    async def wait_ended(self) -> None:
+        return  # the other region's node ends its leg
 
     def release(self) -> None:
         asyncio.get_running_loop().create_task(self._unsubscribe())
@@ -123,65 +115,67 @@ class RemoteClientLeg:
 class BusPeer:
     """On the client leg's node: the carrier's side, reached over the bus."""
 
-    def __init__(self, b2bua: B2BUA, call_id: str) -> None:
-        self.b2bua = b2bua
+    def __init__(self, ctx: LegContext, call_id: str) -> None:
+        self.ctx = ctx
         self.id = call_id
 
     def _subject(self) -> str:
         return subjects.call_control(self.id, "carrier")
 
     async def progress(self, status: int, early_media: bool) -> None:
-        await self.b2bua.bus.publish(self._subject(), LegSignal(call_id=self.id, kind="progress", status=status,
+        await self.ctx.bus.publish(self._subject(), LegSignal(call_id=self.id, kind="progress", status=status,
                                                                 early_media=early_media))
 
     async def answered(self, target: str, secure: bool) -> bool:
         try:
-            r = await self.b2bua.bus.request(self._subject(), LegSignal(call_id=self.id, kind="answered",
+            r = await self.ctx.bus.request(self._subject(), LegSignal(call_id=self.id, kind="answered",
                                                                         target=target, secure=secure),
-                                             Ack, timeout=self.b2bua.settings.bus_timeout)
+                                             Ack, timeout=self.ctx.settings.bus_timeout)
             return r.ok
         except BusError:
             return False  # the carrier's node is gone: hang up the client
 
     async def client_ended(self, reason: str) -> None:
-        await self.b2bua.bus.publish(self._subject(), LegSignal(call_id=self.id, kind="ended", reason=reason))
+        await self.ctx.bus.publish(self._subject(), LegSignal(call_id=self.id, kind="ended", reason=reason))
 
-    async def relay_info(self, request: object) -> int:
+    async def relay_info(self, request: Request) -> int:
         return 200  # not relayed across regions: answered here
 
     async def result(self, attempts: list[Attempt]) -> None:
-        await self.b2bua.bus.publish(self._subject(), LegSignal(
-            call_id=self.id, kind="result", attempts=[to_record(a) for a in attempts]))
+        await self.ctx.bus.publish(self._subject(), LegSignal(
+            call_id=self.id, kind="result", attempts=attempts))
 
 
 class OriginateServer:
     """Takes client legs for calls whose carrier leg is on another region's node."""
 
-    def __init__(self, b2bua: B2BUA) -> None:
-        self.b2bua = b2bua
+    def __init__(self, ctx: LegContext, accepts: Callable[[int], bool]) -> None:
+        self.ctx = ctx
+        self.accepts = accepts  # with this many legs here too: may the node take one more?
         self.legs: dict[str, ClientLeg] = {}
 
     async def start(self) -> None:
-        region = self.b2bua.settings.region
-        await self.b2bua.bus.subscribe(subjects.signaling_originate(region), self.originate, Originate,
-                                       queue=subjects.signaling_queue(region))
+        region = self.ctx.settings.region
+        await self.ctx.bus.subscribe(subjects.signaling_originate(region), self.originate, Originate,
+                                     queue=subjects.signaling_queue(region))
 
     async def originate(self, order: Originate) -> OriginateResult:
-        b2bua = self.b2bua
-        if b2bua.draining or len(b2bua.calls) + len(self.legs) >= b2bua.settings.max_calls:
-            return OriginateResult(call_id=order.call_id, accepted=False, node=b2bua.settings.node_id,
+        ctx = self.ctx
+        node = ctx.settings.node_id
+        if not self.accepts(len(self.legs)):
+            return OriginateResult(call_id=order.call_id, accepted=False, node=node,
                                    reason="node draining or at its call limit")
         if order.call_id in self.legs:
             raise HandlerError(409, "this call's client leg is already here")
-        peer = BusPeer(b2bua, order.call_id)
-        leg = ClientLeg(b2bua, order.call_id, order.decision, order.allocation, order.caller, order.caller_name, peer)
+        peer = BusPeer(ctx, order.call_id)
+        leg = ClientLeg(ctx, order.call_id, order.decision, order.allocation, order.caller, order.caller_name, peer)
         self.legs[order.call_id] = leg
-        sub = await b2bua.bus.subscribe(subjects.call_control(order.call_id, "client"), self._command(leg), LegSignal,
-                                        concurrent=False)
+        sub = await ctx.bus.subscribe(subjects.call_control(order.call_id, "client"), self._command(leg), LegSignal,
+                                      concurrent=False)
         asyncio.get_running_loop().create_task(self._run(leg, peer, sub))
-        return OriginateResult(call_id=order.call_id, accepted=True, node=b2bua.settings.node_id)
+        return OriginateResult(call_id=order.call_id, accepted=True, node=node)
 
-    def _command(self, leg: ClientLeg):  # type: ignore[no-untyped-def]
+    def _command(self, leg: ClientLeg) -> Callable[[LegSignal], Awaitable[Ack]]:
         async def handle(s: LegSignal) -> Ack:
             if s.kind == "cancel":
                 await leg.cancel()
@@ -196,15 +190,19 @@ class OriginateServer:
             if attempts is not None:
                 await peer.result(attempts)
                 return
-            await leg.finished.wait()  # answered: the leg lives until either side hangs up
+            await leg.wait_ended()  # answered: the leg lives until either side hangs up
         except CallSetupError as e:
             await leg.hang_up(e.reason, cause=e.status)
-            await peer.result([Attempt("", Result.MEDIA_FAILED if e.status == 503 else Result.REJECTED,
+            await peer.result([attempt("", Result.MEDIA_FAILED if e.status == 503 else Result.REJECTED,
                                        e.status, e.reason)])
         except Exception:
             log.exception("client leg failed", extra={"call_id": leg.id})
-            await peer.result([Attempt("", Result.SERVER_ERROR, 500, "internal error on the client leg's node")])
+            await peer.result([attempt("", Result.SERVER_ERROR, 500, "internal error on the client leg's node")])
         finally:
+            try:
+                await leg.wait_ended()  # its BYE answered (or its deadline passed)
+            except Exception:
+                pass
             self.legs.pop(leg.id, None)
             leg.release()
             try:

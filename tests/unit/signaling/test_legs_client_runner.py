@@ -1,0 +1,217 @@
+"""The client leg's runner against a fake endpoint (no sockets): the machine's commands
+become the SIP requests they should be — CANCEL on the ring timeout, ACK then BYE for a 2xx
+that crossed our CANCEL, the next target's INVITE."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from proto.messages import MediaAllocation, MediaLeg, RoutingDecision, SipTarget
+from services.signaling.b2bua.client_leg import ClientLeg
+from services.signaling.b2bua.context import LegContext
+from services.signaling.b2bua.deadlines import Deadlines
+from services.signaling.b2bua.policy import Result
+from services.signaling.settings import SignalingSettings
+from services.signaling.sip.headers import Reason
+from services.signaling.sip.message import Request, Response, make_request, make_response
+from services.signaling.sip.sdp import SdpRejection, answer_offer
+from services.signaling.transport import Addr
+
+A, B = "sip:100@127.0.0.1:5071", "sip:100@127.0.0.1:5072"
+
+
+class FakeDialog:
+    def __init__(self, handle: FakeHandle) -> None:
+        self.handle = handle
+        self.terminated = False
+
+    def create_request(self, method: str, headers: Any = (), **_: Any) -> Request:
+        return make_request(method, self.handle.original.uri, from_="<sip:a@b>", to="<sip:c@d>",
+                            call_id=self.handle.original.call_id, cseq=2,
+                            via="SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx", headers=headers)
+
+
+class FakeHandle:
+    """A ClientRequest: the test feeds its responses."""
+
+    def __init__(self, ep: FakeEndpoint, request: Request) -> None:
+        self.ep = ep
+        self.original = self.request = request
+        self.responses: list[Response] = []
+        self.queue: asyncio.Queue[Response | None] = asyncio.Queue()
+        self.done = False
+        self.error: str | None = None
+        self.attempts: list[tuple[Addr, str]] = []
+        self.early_dialogs: list[Any] = []
+        self.dialog: FakeDialog | None = None
+        self.cancelled: Reason | None = None
+        self.acked = False
+
+    def __aiter__(self) -> AsyncIterator[Response]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Response]:
+        while (resp := await self.queue.get()) is not None:
+            yield resp
+
+    def respond(self, status: int, body: bytes = b"") -> None:
+        resp = make_response(self.original, status, to_tag="callee", body=body,
+                             content_type="application/sdp" if body else None)
+        self.responses.append(resp)
+        if 200 <= status < 300:
+            self.dialog = FakeDialog(self)
+        self.queue.put_nowait(resp)
+        if status >= 200:
+            self.done = True
+            self.queue.put_nowait(None)
+
+    async def cancel(self, reason: Reason | None = None) -> None:
+        self.cancelled = reason
+        self.ep.log.append(("CANCEL", self.original.uri))
+        self.ep.changed.set()
+
+    async def ack(self) -> None:
+        self.acked = True
+        self.ep.log.append(("ACK", self.original.uri))
+
+    async def final(self) -> Response:
+        return self.responses[-1]
+
+
+class FakeEndpoint:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str]] = []
+        self.invites: list[FakeHandle] = []
+        self.changed = asyncio.Event()
+
+    async def locator(self, uri: str) -> list[Addr]:
+        return [Addr("udp", "127.0.0.1", int(uri.rsplit(":", 1)[1]))]
+
+    def create_request(self, method: str, uri: str, *, from_: str, to: str, transport: str, body: bytes,
+                       content_type: str, headers: Any) -> Request:
+        return make_request(method, uri, from_=from_, to=to, call_id=f"c{len(self.invites)}", cseq=1,
+                            via="SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKy", headers=headers, body=body,
+                            content_type=content_type)
+
+    async def request(self, request: Request, candidates: Any = None, **_: Any) -> Any:
+        self.log.append((request.method, str(request.uri)))
+        if request.method == "INVITE":
+            handle = FakeHandle(self, request)
+            self.invites.append(handle)
+            self.changed.set()
+            return handle
+        done = FakeHandle(self, request)
+        done.respond(200)
+        self.changed.set()
+        return done
+
+    async def next_invite(self, n: int) -> FakeHandle:
+        while len(self.invites) < n:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 5.0)
+        return self.invites[n - 1]
+
+    async def until(self, entry: tuple[str, str]) -> None:
+        while entry not in self.log:
+            self.changed.clear()
+            await asyncio.wait_for(self.changed.wait(), 5.0)
+
+
+class Peer:
+    def __init__(self) -> None:
+        self.answers: list[str] = []
+        self.rings: list[int] = []
+
+    async def progress(self, status: int, early_media: bool) -> None:
+        self.rings.append(status)
+
+    async def answered(self, target: str, secure: bool) -> bool:
+        self.answers.append(target)
+        return True
+
+    async def client_ended(self, reason: str) -> None: ...
+
+    async def relay_info(self, request: Request) -> int:
+        return 200
+
+
+class Nothing:
+    """Events, backends, directory: everything a leg tells the rest is accepted."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        def sync(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        return sync if name in ("bind", "unbind") else call
+
+
+def client_leg(ep: FakeEndpoint, ring_timeout: float) -> ClientLeg:
+    leg = MediaLeg(address="127.0.0.1", port=4000, rtcp_port=4001)
+    allocation = MediaAllocation(call_id="call", worker_id="w", region="us1", a=leg, b=leg)
+    decision = RoutingDecision(ok=True, targets=[SipTarget(uri=A), SipTarget(uri=B)], ring_timeout=ring_timeout)
+    ctx = LegContext(endpoint=cast(Any, ep), backends=cast(Any, Nothing()), events=cast(Any, Nothing()),
+                     settings=SignalingSettings(), bus=cast(Any, None), directory=cast(Any, Nothing()),
+                     deadlines=Deadlines())
+    return ClientLeg(ctx, "call", decision, allocation, None, None, Peer())
+
+
+def answer_to(invite: FakeHandle) -> bytes:
+    result = answer_offer(invite.original.body, "127.0.0.1", 5004)
+    assert not isinstance(result, SdpRejection)
+    return bytes(result.sdp)
+
+
+async def test_ring_timeout_cancels_and_the_next_target_answers() -> None:
+    ep = FakeEndpoint()
+    leg = client_leg(ep, ring_timeout=0.05)
+    run = asyncio.ensure_future(leg.run())
+    first = await ep.next_invite(1)
+    first.respond(180)
+    await ep.until(("CANCEL", A))  # the ring timeout, from the one deadline task
+    assert first.cancelled == Reason("SIP", 487, "ring timeout")
+    first.respond(487)
+    second = await ep.next_invite(2)
+    assert str(second.original.uri) == B
+    second.respond(200, answer_to(second))
+    assert await asyncio.wait_for(run, 5.0) is None  # answered
+    assert second.acked and cast(Peer, leg.peer).answers == [B]
+    assert [m for m, _ in ep.log] == ["INVITE", "CANCEL", "INVITE", "ACK"]
+    leg.ctx.deadlines.close()
+
+
+async def test_a_2xx_that_crossed_the_carriers_cancel_is_acked_then_byed() -> None:
+    ep = FakeEndpoint()
+    leg = client_leg(ep, ring_timeout=30)
+    run = asyncio.ensure_future(leg.run())
+    first = await ep.next_invite(1)
+    first.respond(180)
+    await leg.cancel()
+    assert first.cancelled == Reason("SIP", 487, "caller cancelled")
+    first.respond(200, answer_to(first))
+    attempts = await asyncio.wait_for(run, 5.0)
+    assert attempts is not None and [a.result for a in attempts] == [Result.CANCELED]
+    await ep.until(("BYE", A))
+    assert [m for m, _ in ep.log] == ["INVITE", "CANCEL", "ACK", "BYE"]  # §15: ACK, then BYE
+    assert len(ep.invites) == 1  # no other target after the carrier gave up
+    assert cast(Peer, leg.peer).answers == []
+    leg.ctx.deadlines.close()
+
+
+async def test_ring_timeout_without_a_provisional_moves_on_at_once() -> None:
+    """§9.1: no 1xx, no CANCEL on the wire yet (the endpoint holds it); the next target rings."""
+    ep = FakeEndpoint()
+    leg = client_leg(ep, ring_timeout=0.05)
+    run = asyncio.ensure_future(leg.run())
+    await ep.next_invite(1)
+    second = await ep.next_invite(2)
+    assert str(second.original.uri) == B
+    second.respond(486)
+    attempts = await asyncio.wait_for(run, 5.0)
+    assert attempts is not None
+    assert [(a.target, a.result) for a in attempts] == [(A, Result.UNREACHABLE), (B, Result.BUSY)]
+    leg.ctx.deadlines.close()
