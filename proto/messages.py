@@ -227,6 +227,9 @@ class Heartbeat(Message):
     ts: float = Field(default_factory=now)
     interval: float = 1.0
     """Seconds between heartbeats; the registry expires a node after a few missed."""
+    lag: float = Field(default=0.0, ge=0.0)
+    """Seconds the node's event loop runs late (its own measure of how busy it is): a busy
+    node's heartbeats come late, so the registry waits that much longer before judging it gone."""
 
 
 class NodeInfo(Message):

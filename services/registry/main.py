@@ -120,8 +120,12 @@ class Registry(Component[RegistrySettings]):
 
     async def _judge(self) -> None:
         while True:
+            asked = time.monotonic() + self.tick
             await asyncio.sleep(self.tick)
             try:
+                late = time.monotonic() - asked
+                if late > self.tick:  # our own stall: what arrived meanwhile is still unread
+                    self.membership.stalled(late)
                 self._watch_connection()
                 for n in self.membership.expire(time.monotonic()):
                     log.info("node %s/%s of %s is gone (missed heartbeats)", n.service, n.node_id, n.region)

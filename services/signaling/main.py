@@ -15,7 +15,7 @@ class Signaling(Component[SignalingSettings]):
 
     def __init__(self, bus: Bus, settings: SignalingSettings) -> None:
         super().__init__(bus, settings)
-        self.b2bua = B2BUA(bus, settings)
+        self.b2bua = B2BUA(bus, settings, self.loop_lag)
 
     async def start(self) -> None:
         try:

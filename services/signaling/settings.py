@@ -17,6 +17,14 @@ class SignalingSettings(CommonSettings):
     invite_rate: float = 200.0
     """INVITEs per second accepted from one source address (a token bucket); beyond, 503."""
     invite_burst: int = 400
+    max_in_setup: int = 200
+    """Calls still being routed and given media on this node; beyond, new INVITEs get 503
+    (overload: the bus or the backends are not keeping up)."""
+    overload_lag: float = 0.25
+    """Seconds of sustained event-loop lag at which new INVITEs get 503 until the lag is back
+    under a fifth of it; 0 switches the lag check off."""
+    overload_retry_after: int = 5
+    """Retry-After (seconds) of an overload 503."""
     local_mode: bool = False
     """Loopback counts as a carrier trunk when the registry does not answer (`switchboard up`)."""
     p_asserted_identity: bool = False

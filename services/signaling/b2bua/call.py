@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proto.events import (
@@ -93,6 +94,9 @@ class Call(Runner[Input, Do]):
         self.leg: ClientLegHandle | None = None
         self._cancel_sent = False
         self._released = asyncio.Event()
+        self.setup_over = False
+        """Routing and media are done (or gave up): the node's admission counts it no more."""
+        self.on_setup_over: Callable[[], None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -129,6 +133,12 @@ class Call(Runner[Input, Do]):
             log.exception("call cleanup failed")
 
     async def _setup(self) -> None:
+        try:
+            await self._route_and_dial()
+        finally:
+            self._end_setup()
+
+    async def _route_and_dial(self) -> None:
         # 100 Trying went out already: the INVITE server transaction sends it at once (§17.2.1).
         inv = self.invite
         caller, caller_name = caller_of(inv)
@@ -178,6 +188,12 @@ class Call(Runner[Input, Do]):
         metrics.PDD.observe(time.time() - self.started)  # the client leg dials now
         await self.send(In.DIALING)
         self.spawn(self._run_leg(leg))
+
+    def _end_setup(self) -> None:
+        if not self.setup_over:
+            self.setup_over = True
+            if self.on_setup_over is not None:
+                self.on_setup_over()
 
     async def _run_leg(self, leg: ClientLegHandle) -> None:
         try:
