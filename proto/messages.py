@@ -230,6 +230,9 @@ class Heartbeat(Message):
     lag: float = Field(default=0.0, ge=0.0)
     """Seconds the node's event loop runs late (its own measure of how busy it is): a busy
     node's heartbeats come late, so the registry waits that much longer before judging it gone."""
+    leaving: bool = False
+    """The node's last heartbeat: it is stopping, so the registry forgets it at once instead of
+    waiting for missed heartbeats (a planned stop fails over without delay)."""
 
 
 class NodeInfo(Message):

@@ -124,6 +124,12 @@ async def serve(
         log.warning("%s: drain deadline reached, stopping with work in progress", name)
     await component.stop()
     await component.loop_lag.stop()
+    try:  # goodbye: the registry forgets this node now, not after missed heartbeats
+        hb = component.heartbeat()
+        hb.leaving = True
+        await bus.publish(subjects.heartbeat(name, settings.region, settings.node_id), hb)
+    except Exception as e:  # NATS gone: the registry will notice the silence instead
+        log.debug("goodbye not sent: %s", e)
     try:
         await asyncio.wait_for(svc.stop(), 2)
     except Exception:  # NATS gone: nothing left to unregister from

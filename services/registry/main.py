@@ -96,7 +96,10 @@ class Registry(Component[RegistrySettings]):
         except (ValidationError, BadHeartbeat) as e:
             self._log_bad(m.subject, e)
             return
-        if self.membership.observe(hb, time.monotonic()):
+        if hb.leaving:
+            if self.membership.forget(hb.service, hb.node_id):
+                log.info("node %s/%s of %s left", hb.service, hb.node_id, hb.region)
+        elif self.membership.observe(hb, time.monotonic()):
             log.info("node %s/%s joined %s", hb.service, hb.node_id, hb.region)
         await self._publish_changes()
 

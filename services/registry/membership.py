@@ -144,9 +144,9 @@ class Membership:
         self.nodes[key] = Node(info, period, now + self.expiry_factor * period)
         return new
 
-    def forget(self, service: str, node_id: str) -> None:
-        """A node said goodbye (or an operator removed it)."""
-        self.nodes.pop((service, node_id), None)
+    def forget(self, service: str, node_id: str) -> bool:
+        """A node said goodbye (or an operator removed it). True if it was known."""
+        return self.nodes.pop((service, node_id), None) is not None
 
     def expire(self, now: float) -> list[NodeInfo]:
         """Drop the nodes whose heartbeats stopped. Nothing expires while paused."""

@@ -23,6 +23,9 @@ class SignalingSettings(CommonSettings):
     overload_lag: float = 0.25
     """Seconds of sustained event-loop lag at which new INVITEs get 503 until the lag is back
     under a fifth of it; 0 switches the lag check off."""
+    overload_lag_min_in_setup: int = 8
+    """The lag check applies only with at least this many calls in setup: a node that is late
+    with hardly any calls (a stall, a busy neighbour) has nothing to shed."""
     overload_retry_after: int = 5
     """Retry-After (seconds) of an overload 503."""
     local_mode: bool = False

@@ -103,9 +103,23 @@ class Stack:
         raise AssertionError(f"no {kind} event {match} within {timeout}s; saw {seen}")
 
     async def stop_service(self, name: str) -> None:
+        """Stop a service as SIGTERM would, and wait until the registry has its goodbye, so
+        what the test does next meets the topology without that node."""
         self.stops[name].set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.tasks[name], 20)
+        if "registry" in self.tasks and not self.tasks["registry"].done() and name != "registry":
+            node_id = name.replace("_", "-")
+            deadline = asyncio.get_running_loop().time() + 10
+            while node_id in await self._live_nodes():
+                assert asyncio.get_running_loop().time() < deadline, f"the registry still lists {node_id}"
+                await asyncio.sleep(0.05)
+
+    async def _live_nodes(self) -> set[str]:
+        from proto.messages import RegistryQuery, RegistryReply
+
+        reply = await self.bus.request(subjects.registry_query("regions"), RegistryQuery(), RegistryReply, timeout=2)
+        return {n["node_id"] for r in reply.data for n in r.get("live_nodes", [])}
 
 
 def _settings(kind: str, base: dict[str, Any]) -> Any:

@@ -27,6 +27,10 @@ class Limits:
     """Seconds of event-loop lag at which the node starts refusing."""
     lag_low: float
     """…and below which it takes calls again."""
+    lag_min_in_setup: int
+    """Lag counts only with at least this many calls in setup: a node that is late with
+    hardly any calls is late for another reason (a stall, a neighbour on the core), and
+    refusing calls would not make it any faster."""
     retry_after: int
     """Seconds the carrier should wait before sending this node another call (policy)."""
     overload_retry_after: int
@@ -70,7 +74,7 @@ class Admission:
             return Refusal("Too many calls on this node", "policy", lim.retry_after)
         if not load.rate_ok:
             return Refusal("Rate limit", "policy", lim.retry_after)
-        if self.overloaded:
+        if self.overloaded and load.in_setup >= lim.lag_min_in_setup:
             return Refusal("Overloaded", "overload", lim.overload_retry_after)
         if load.in_setup >= lim.max_in_setup:
             return Refusal("Overloaded", "overload", lim.overload_retry_after)

@@ -99,7 +99,7 @@ class B2BUA:
         self.loop_lag = loop_lag or LoopLag()
         self.admission = Admission(Limits(
             max_calls=settings.max_calls, max_in_setup=settings.max_in_setup,
-            lag_high=settings.overload_lag, lag_low=settings.overload_lag / 5,
+            lag_high=settings.overload_lag, lag_low=settings.overload_lag / 5, lag_min_in_setup=settings.overload_lag_min_in_setup,
             retry_after=RETRY_AFTER, overload_retry_after=settings.overload_retry_after))
         self.in_setup = 0
         """Calls not yet dialing their client: routing and media are still being asked."""

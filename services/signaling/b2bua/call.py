@@ -216,7 +216,14 @@ class Call(Runner[Input, Do]):
             remote = RemoteClientLeg(self.ctx, self.id, region, self)
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
                               caller=caller, caller_name=caller_name)
-            if await remote.start(order):
+            # The other node may ring (or even answer) before its reply to the order arrives:
+            # a CANCEL or BYE meanwhile must reach that leg.
+            self.leg = remote
+            try:
+                taken = await remote.start(order)
+            finally:
+                self.leg = None
+            if taken:
                 await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
         return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
