@@ -34,3 +34,8 @@ class CommonSettings(BaseSettings):
     """Prometheus /metrics port; 0 disables it."""
     shutdown_grace: float = 10.0
     """Seconds a draining service keeps its work in progress on SIGTERM."""
+    hep_address: str | None = None
+    """host:port of a HEP v3 capture server (Homer, heplify-server) to copy SIP messages and
+    RTCP reports to over UDP; unset, nothing is sent."""
+    hep_capture_id: int = 2001
+    """The HEP capture agent id this node sends with (Homer shows it per node)."""

@@ -18,6 +18,7 @@ from proto.events import Failed, SipIn, SipOut
 from proto.messages import CallEvent
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
+from services.common.hep import HepSender
 
 from .. import metrics
 from ..endpoint import IncomingRequest, SipEndpoint, redact
@@ -90,9 +91,13 @@ class B2BUA:
         self.listening: list[Addr] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self.hep = (HepSender(settings.hep_address, capture_id=settings.hep_capture_id, node_name=settings.node_id)
+                    if settings.hep_address else None)
 
     async def start(self) -> None:
         s = self.settings
+        if self.hep is not None:
+            await self.hep.start()
         for transport in ("udp", "tcp"):
             self.listening.append(await self.endpoint.listen(transport, s.sip_host, s.sip_port))
         if s.sip_tls_port and s.tls_cert and s.tls_key:
@@ -115,6 +120,8 @@ class B2BUA:
             t.cancel()
         self.deadlines.close()
         await self.endpoint.close()
+        if self.hep is not None:
+            self.hep.close()
 
     def _accepts(self, remote_legs: int) -> bool:
         return not self.draining and len(self.calls) + remote_legs < self.settings.max_calls
@@ -159,9 +166,15 @@ class B2BUA:
 
     def _publish_sip(self, msg: Request | Response, peer: Addr, *, incoming: bool) -> None:
         call_id = self._call_id_for(msg, incoming)
+        local = self.endpoint.local_addr(peer.transport)
+        if self.hep is not None:
+            # Our call id correlates both legs in Homer (their SIP Call-IDs differ).
+            here_addr = (local.host, local.port) if local else ("0.0.0.0", 0)
+            there_addr = (peer.host, peer.port)
+            self.hep.send(there_addr if incoming else here_addr, here_addr if incoming else there_addr,
+                          time.time(), bytes(redact(msg)), transport=peer.transport, correlation_id=call_id or "")
         if call_id is None:
             return
-        local = self.endpoint.local_addr(peer.transport)
         here = f"{local.host}:{local.port}" if local else "0.0.0.0:0"
         there = f"{peer.host}:{peer.port}"
         if isinstance(msg, Request):
