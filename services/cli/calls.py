@@ -16,6 +16,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import nats.errors
+import nats.js.errors
+
 from proto import events, subjects
 from proto.messages import CallEvent, RoutingDecision, RoutingRequest
 from services.common.bus import Bus
@@ -23,7 +26,7 @@ from services.common.callstream import follow_events, read_call_events
 from services.common.errors import BusError
 from services.common.pcap import SipPacket, split_hostport, write_pcap
 
-from .common import add_nats_arguments, nats_url
+from .common import HOW_TO_POINT, add_nats_arguments, nats_source
 
 # The fields worth a glance in a timeline, per event kind.
 KEY_FIELDS = ("tracking_number", "caller", "account_id", "receiving_number_id", "status", "sip_status", "reason",
@@ -67,13 +70,28 @@ def sip_packets(evs: list[CallEvent]) -> list[SipPacket]:
     return out
 
 
-async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]]) -> int:
+async def _has_calls_stream(bus: Bus) -> bool:
     try:
-        bus = await Bus.connect(nats_url(args), "switchboard-cli", max_reconnect_attempts=1)
+        await bus.nc.jetstream().stream_info(subjects.CALLS_STREAM)
+        return True
+    except (nats.js.errors.NotFoundError, nats.errors.NoRespondersError, nats.errors.TimeoutError,
+            nats.js.errors.ServiceUnavailableError):
+        # No such stream, or no JetStream at all on this server: not a Switchboard stack's NATS.
+        return False
+
+
+async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]]) -> int:
+    url, source = nats_source(args)
+    try:
+        bus = await Bus.connect(url, "switchboard-cli", max_reconnect_attempts=1)
     except Exception as e:
-        print(f"cannot reach NATS at {nats_url(args)}: {e}", file=sys.stderr)
+        print(f"cannot reach NATS at {url} (from {source}): {e}\n{HOW_TO_POINT}", file=sys.stderr)
         return 2
     try:
+        if not await _has_calls_stream(bus):
+            print(f"the NATS at {url} (from {source}) has no {subjects.CALLS_STREAM} stream, so it is not a "
+                  f"running Switchboard's bus\n{HOW_TO_POINT}", file=sys.stderr)
+            return 2
         return await fn(bus)
     except BusError as e:
         print(str(e), file=sys.stderr)

@@ -110,3 +110,44 @@ async def test_export_pcap_opens_in_tshark(bus: Bus, nats_server: NatsServer, tm
 async def test_no_nats_is_a_clear_error() -> None:
     r = await asyncio.to_thread(cli, "nats://127.0.0.1:1", "show", "x")
     assert r.returncode == 2 and "cannot reach NATS" in r.stderr
+
+
+def cli_env(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    return subprocess.run([sys.executable, "-c", "from services.cli.main import main; main()", "calls", *args],
+                          capture_output=True, text=True, timeout=30, cwd=cwd, env=base | (env or {}))
+
+
+async def test_a_nats_without_the_calls_stream_is_named_with_how_to_point_at_the_stack(tmp_path: Path) -> None:
+    other = NatsServer(store_dir=tmp_path / "other")  # JetStream on, but not a Switchboard's bus
+    other.start()
+    try:
+        r = await asyncio.to_thread(cli, other.url, "show", "some-call")
+    finally:
+        other.stop()
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"the NATS at {other.url} (from --nats-url) has no CALLS stream" in r.stderr
+    assert "--data-dir" in r.stderr and "--nats-url" in r.stderr
+
+
+async def test_the_stack_is_found_from_data_dir_or_switchboard_data_dir(bus: Bus, nats_server: NatsServer,
+                                                                       tmp_path: Path) -> None:
+    import json
+
+    await publish_call(bus, "call-dd")
+    stack_dir = tmp_path / "stack"
+    stack_dir.mkdir()
+    (stack_dir / "run.json").write_text(json.dumps({"nats_url": nats_server.url}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = await asyncio.to_thread(cli_env, "show", "call-dd", "--data-dir", str(stack_dir), cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert "received" in r.stdout
+    r = await asyncio.to_thread(cli_env, "show", "call-dd", cwd=elsewhere,
+                                env={"SWITCHBOARD_DATA_DIR": str(stack_dir)})
+    assert r.returncode == 0, r.stderr
+    # Without either, the default it tried is said, with the run.json it looked for.
+    r = await asyncio.to_thread(cli_env, "show", "call-dd", "--nats-url", "nats://127.0.0.1:1", cwd=elsewhere)
+    assert r.returncode == 2 and "cannot reach NATS at nats://127.0.0.1:1 (from --nats-url)" in r.stderr
