@@ -1,6 +1,7 @@
 """`switchboard calls ...`: read a call's events back from the CALLS stream.
 
 show     the timeline of one call (SIP messages one line each, or whole with --sip)
+ladder   the call as a ladder diagram, sngrep-style (one column per party)
 tail     follow live calls
 replay   republish a call's events to another subject, for a consumer under test
 export   write the call's SIP messages as a pcap (Wireshark, tshark, sngrep)
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +27,7 @@ from proto.messages import CallEvent, RoutingDecision, RoutingRequest
 from services.common.bus import Bus
 from services.common.callstream import follow_events, read_call_events
 from services.common.errors import BusError
+from services.common.ladder import render_text
 from services.common.pcap import SipPacket, split_hostport, write_pcap
 
 from .common import HOW_TO_POINT, add_nats_arguments, nats_source
@@ -119,6 +123,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(json.dumps([e.model_dump() for e in evs], indent=2))
         else:
             print(timeline(evs, whole_sip=args.sip))
+        return 0
+
+    return asyncio.run(_with_bus(args, go))
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    async def go(bus: Bus) -> int:
+        evs = await _events_or_complain(bus, args.call_id)
+        if not evs:
+            return 1
+        width = args.width or shutil.get_terminal_size((100, 24)).columns
+        color = not args.no_color and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(render_text([e.model_dump() for e in evs], width=width, color=color))
         return 0
 
     return asyncio.run(_with_bus(args, go))
@@ -223,6 +240,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
 
+    ladder = csub.add_parser("ladder", help="a call's ladder diagram in the terminal (sngrep-style)")
+    ladder.add_argument("call_id")
+    ladder.add_argument("--no-color", action="store_true", help="no ANSI colours (also when not a terminal, or NO_COLOR)")
+    ladder.add_argument("--width", type=int, default=0, help="columns to fit in (default: the terminal's)")
+    ladder.set_defaults(handler=cmd_ladder)
+
     tail = csub.add_parser("tail", help="follow live calls")
     tail.set_defaults(handler=cmd_tail)
 
@@ -241,5 +264,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reroute.add_argument("--json", action="store_true")
     reroute.set_defaults(handler=cmd_reroute)
 
-    for p in (show, tail, replay, export, reroute):
+    for p in (show, ladder, tail, replay, export, reroute):
         add_nats_arguments(p)
