@@ -6,6 +6,7 @@ tail     follow live calls
 replay   republish a call's events to another subject, for a consumer under test
 export   write the call's SIP messages as a pcap (Wireshark, tshark, sngrep)
 reroute  what routing would decide for this call now, without placing a call
+export-csv  call detail records as CSV, over the HTTP API (the filters of GET /v1/calls)
 """
 
 from __future__ import annotations
@@ -230,6 +231,42 @@ def cmd_reroute(args: argparse.Namespace) -> int:
     return asyncio.run(_with_bus(args, go))
 
 
+def cmd_export_csv(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .provision import Api, CliError
+
+    params = {k: v for k, v in (("number", args.number), ("from", args.from_), ("to", args.to),
+                                ("result", args.result), ("account_id", args.account_id)) if v}
+    params["format"] = "csv"
+    try:
+        api = Api(args)
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        rows = -1  # the header line
+        try:
+            with api.client.stream("GET", "/v1/calls", params=params, timeout=None) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    from .provision import problem_text
+
+                    raise CliError(problem_text(r))
+                for chunk in r.iter_text():
+                    out.write(chunk)
+                    rows += chunk.count("\r\n")
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    except httpx.HTTPError as e:
+        print(f"cannot reach the API: {e}", file=sys.stderr)
+        return 2
+    except CliError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    if args.output:
+        print(f"wrote {max(rows, 0)} calls to {args.output}", file=sys.stderr)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     calls = sub.add_parser("calls", help="read calls back from the event stream")
     csub = calls.add_subparsers(dest="calls_command", required=True)
@@ -263,6 +300,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reroute.add_argument("call_id")
     reroute.add_argument("--json", action="store_true")
     reroute.set_defaults(handler=cmd_reroute)
+
+    csv_ = csub.add_parser("export-csv", help="call detail records as CSV (over the HTTP API)")
+    csv_.add_argument("--number", help="tracking number (E.164)")
+    csv_.add_argument("--from", dest="from_", help="started at or after (ISO 8601)")
+    csv_.add_argument("--to", help="started before (ISO 8601)")
+    csv_.add_argument("--result", choices=("completed", "busy", "no-answer", "failed", "canceled"))
+    csv_.add_argument("--account-id", help="admin only: one account's calls")
+    csv_.add_argument("-o", "--output", help="file to write (default: standard output)")
+    csv_.add_argument("--api-url", default=None, help="API base URL (default: from var/run.json)")
+    csv_.add_argument("--token", default=None, help="API key (default: $SWITCHBOARD_API_TOKEN)")
+    csv_.set_defaults(handler=cmd_export_csv)
 
     for p in (show, ladder, tail, replay, export, reroute):
         add_nats_arguments(p)
