@@ -20,6 +20,11 @@ class MediaSettings(CommonSettings):
     """SO_RCVBUF/SO_SNDBUF per socket, so a burst is not dropped by the kernel."""
 
     @model_validator(mode="after")
+    def _hosts(self) -> MediaSettings:
+        self.bind_default("media_host")
+        return self
+
+    @model_validator(mode="after")
     def _range(self) -> MediaSettings:
         if self.port_max - self.port_min < 3:
             raise ValueError("port range must hold at least two even/odd pairs")
