@@ -60,6 +60,9 @@ class Media(Component[MediaSettings]):
 
     def __init__(self, bus: Bus, settings: MediaSettings) -> None:
         super().__init__(bus, settings)
+        problem = settings.apply_region_range()
+        if problem:
+            raise SystemExit(problem)
         self.events = CallEventPublisher(bus, "media", settings.region, settings.node_id)
         self.pool = PortPool(
             settings.port_min, settings.port_max, quarantine=settings.quarantine,
@@ -222,4 +225,8 @@ class Media(Component[MediaSettings]):
 
 
 def main() -> None:
-    run("media", MediaSettings(), lambda bus, s: Media(bus, s))
+    settings = MediaSettings()
+    problem = settings.apply_region_range()  # before anything else: refuse before connecting
+    if problem:
+        raise SystemExit(problem)
+    run("media", settings, lambda bus, s: Media(bus, s))
