@@ -5,7 +5,7 @@ ladder   the call as a ladder diagram, sngrep-style (one column per party)
 tail     follow live calls
 replay   republish a call's events to another subject, for a consumer under test
 export   write the call's SIP messages as a pcap (Wireshark, tshark, sngrep)
-reroute  what routing would decide for this call now, without placing a call
+reroute  today's routing, region and media choice for this call beside what happened (nothing placed)
 export-csv  call detail records as CSV, over the HTTP API (the filters of GET /v1/calls)
 """
 
@@ -24,12 +24,14 @@ import nats.errors
 import nats.js.errors
 
 from proto import events, subjects
-from proto.messages import CallEvent, RoutingDecision, RoutingRequest
+from proto.messages import CallEvent
 from services.common.bus import Bus
 from services.common.callstream import follow_events, read_call_events
 from services.common.errors import BusError
 from services.common.ladder import render_text
 from services.common.pcap import SipPacket, split_hostport, write_pcap
+from services.common.reroute import NothingToRerun, reroute
+from services.common.reroute import render as render_reroute
 
 from .common import HOW_TO_POINT, add_nats_arguments, nats_source
 
@@ -180,52 +182,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(_with_bus(args, go))
 
 
-def reroute_request(evs: list[CallEvent]) -> RoutingRequest | None:
-    for ev in evs:
-        body = events.parse_or_generic(ev)
-        if isinstance(body, events.Received) and body.tracking_number:
-            return RoutingRequest(call_id=ev.call_id, tracking_number=body.tracking_number, caller=body.caller,
-                                  caller_name=body.caller_name, source=body.source, region=ev.region or None)
-    return None
-
-
-def _resolved(evs: list[CallEvent]) -> events.Resolved | None:
-    for ev in evs:
-        body = events.parse_or_generic(ev)
-        if isinstance(body, events.Resolved):
-            return body
-    return None
-
-
 def cmd_reroute(args: argparse.Namespace) -> int:
     async def go(bus: Bus) -> int:
         evs = await _events_or_complain(bus, args.call_id)
-        req = reroute_request(evs)
-        if req is None:
-            print("the call's `received` event is missing: nothing to re-run", file=sys.stderr)
+        if not evs:
             return 1
-        decision = await bus.request(subjects.routing_resolve(), req, RoutingDecision, timeout=2.0)
-        then = _resolved(evs)
-        now = decision.model_dump(exclude={"schema_version"})
-        for t in now["targets"]:
-            t.pop("password", None)
+        try:
+            result = await reroute(bus, evs)
+        except NothingToRerun as e:
+            print(str(e), file=sys.stderr)
+            return 1
         if args.json:
-            print(json.dumps({"then": then.to_payload() if then else None, "now": now}, indent=2))
-            return 0
-        print(f"tracking number {req.tracking_number}, caller {req.caller}")
-        if not decision.ok:
-            print(f"now: rejected with {decision.status} {decision.reason}")
+            print(json.dumps(result.to_dict(), indent=2))
         else:
-            print(f"now: ring timeout {decision.ring_timeout}s, region {decision.region_preference or '-'}, "
-                  f"send digits {decision.send_digits or '-'}")
-            for i, t in enumerate(decision.targets, 1):
-                print(f"  {i}. {t.uri} ({t.transport}, priority {t.priority}, weight {t.weight}"
-                      f"{', SRTP' if t.secure_media else ''})")
-        if then is not None:
-            before = [t.uri for t in then.targets]
-            after = [t.uri for t in decision.targets]
-            print("unchanged since the call" if before == after and then.ok == decision.ok
-                  else f"then: {'ok' if then.ok else 'rejected'} {before}")
+            print(render_reroute(result, width=shutil.get_terminal_size((100, 24)).columns))
         return 0
 
     return asyncio.run(_with_bus(args, go))
@@ -296,7 +266,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--pcap", required=True, help="output file")
     export.set_defaults(handler=cmd_export)
 
-    reroute = csub.add_parser("reroute", help="what routing decides for this call today")
+    reroute = csub.add_parser("reroute", help="today's routing, region and media for this call, beside what happened")
     reroute.add_argument("call_id")
     reroute.add_argument("--json", action="store_true")
     reroute.set_defaults(handler=cmd_reroute)

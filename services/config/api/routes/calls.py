@@ -16,6 +16,8 @@ from sqlalchemy import Select, and_, or_, select
 
 from proto import subjects
 from services.common.callstream import read_call_events
+from services.common.errors import BusError
+from services.common.reroute import NothingToRerun, reroute
 
 from ... import cdr
 from ...db.models import CallRecord
@@ -23,7 +25,7 @@ from ...errors import InvalidInput, NotFound, Unavailable
 from ...records import attempts, gaps
 from ...validation import normalize_e164
 from ..deps import CtxDep, Cursor, Limit, PrincipalDep, SessionDep
-from ..schemas import CallEventList, CallEventPublic, CallPublic, CallResult, Page
+from ..schemas import CallEventList, CallEventPublic, CallPublic, CallResult, Page, ReroutePublic
 
 router = APIRouter(tags=["calls"])
 
@@ -154,3 +156,24 @@ async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, princi
                           headers={"Retry-After": "1"}) from None
     return CallEventList(items=[CallEventPublic(seq=e.seq, kind=e.kind, ts=e.ts, service=e.service, node=e.node,
                                                 region=e.region, payload=e.payload) for e in events])
+
+
+@router.get("/v1/calls/{call_id}/reroute", response_model=ReroutePublic)
+async def get_call_reroute(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep):
+    """What-if: today's routing, region selection and media selection for this call
+    (nothing is placed or allocated), beside what happened, each difference marked."""
+    try:
+        subjects.token(call_id)
+    except subjects.SubjectError:
+        raise NotFound(f"no call {call_id}") from None
+    await get_record(session, principal, call_id)
+    if ctx.bus is None or not ctx.bus.connected:
+        raise Unavailable("the event stream is not reachable; try again", headers={"Retry-After": "1"})
+    try:
+        events = await read_call_events(ctx.bus, call_id, wait=ctx.settings.call_events_timeout)
+        result = await reroute(ctx.bus, events, timeout=ctx.settings.registry_timeout)
+    except NothingToRerun as e:
+        raise NotFound(f"call {call_id}: {e}") from None
+    except BusError as e:
+        raise Unavailable(f"routing did not answer: {e}", headers={"Retry-After": "1"}) from None
+    return result.to_dict()
