@@ -218,6 +218,10 @@ class Media(Component[MediaSettings]):
             metrics.PACKETS_LOST.labels(name).inc(max(0, leg.lost))
             metrics.SRTP_FAILURES.labels(name).inc(leg.srtp_failures)
             metrics.DROPPED.labels(name).inc(leg.dropped)
+            if leg.packets_in:
+                metrics.JITTER_MS.labels(name).observe(leg.jitter_ms)
+        if stats.mos is not None:
+            metrics.MOS.observe(stats.mos)
         await asyncio.sleep(0)  # let the call's queued events take their sequence numbers first
         await self.events.emit(call.call_id, MediaStatsReport.of(stats))
         self.events.forget(call.call_id)
