@@ -166,13 +166,18 @@ class B2BUA:
 
     def _publish_sip(self, msg: Request | Response, peer: Addr, *, incoming: bool) -> None:
         call_id = self._call_id_for(msg, incoming)
+        if call_id is None and self.hep is None:
+            return
         local = self.endpoint.local_addr(peer.transport)
+        wire = bytes(redact(msg))
         if self.hep is not None:
-            # Our call id correlates both legs in Homer (their SIP Call-IDs differ).
-            here_addr = (local.host, local.port) if local else ("0.0.0.0", 0)
+            # Our call id correlates both legs in Homer (their SIP Call-IDs differ); a
+            # wildcard listener is shown at the address peers use.
+            host = local.host if local and local.host not in ("0.0.0.0", "::") else self.settings.public_address
+            here_addr = (host, local.port if local else 0)
             there_addr = (peer.host, peer.port)
             self.hep.send(there_addr if incoming else here_addr, here_addr if incoming else there_addr,
-                          time.time(), bytes(redact(msg)), transport=peer.transport, correlation_id=call_id or "")
+                          time.time(), wire, transport=peer.transport, correlation_id=call_id or "")
         if call_id is None:
             return
         here = f"{local.host}:{local.port}" if local else "0.0.0.0:0"
@@ -183,7 +188,7 @@ class B2BUA:
         else:
             first = f"SIP/2.0 {msg.status} {msg.reason}"
             metrics.SIP_MESSAGES.labels("in" if incoming else "out", str(msg.status), peer.transport).inc()
-        text = bytes(redact(msg)).decode("utf-8", "replace")
+        text = wire.decode("utf-8", "replace")
         trace = SipIn if incoming else SipOut
         self._spawn(self.events.emit(call_id, trace(transport=peer.transport, first_line=first,
                                                     src=there if incoming else here,
