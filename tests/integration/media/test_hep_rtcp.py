@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import struct
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from services.common import hep
 from services.common.bus import Bus
+from services.common.pcap import SipPacket, write_pcap
 from services.media import packets as pk
+from services.media.capture import rtcp_json
 from services.media.main import Media
 from services.media.settings import MediaSettings
 
@@ -67,3 +74,20 @@ async def test_rtcp_reports_reach_the_hep_collector_with_the_call_id(bus: Bus, m
                                         "highest_seq_no": 99, "ia_jitter": 40, "lsr": 0, "dlsr": 0}]
     rr_json = json.loads(second[hep.PAYLOAD])
     assert rr_json["type"] == 201 and rr_json["ssrc"] == 0xBBBB and rr_json["report_blocks"][0]["packets_lost"] == 1
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed (.ci/run installs it)")
+def test_tshark_reads_the_rtcp_json(tmp_path: Path) -> None:
+    payload = rtcp_json([pk.RtcpReceiverReport(0xBBBB, [pk.ReportBlock(0x5678, packets_lost=4)])])
+    assert payload is not None
+    packet = hep.encode(hep.HepPacket(("127.0.0.1", 40001), ("127.0.0.1", 20001), 1.0, payload,
+                                      proto_type=hep.PROTO_RTCP_JSON, correlation_id="c-9"))
+    pcap = tmp_path / "rtcp.pcap"
+    write_pcap(pcap, [SipPacket(1.0, ("127.0.0.1", 40000), ("127.0.0.1", 9060), packet)])
+    lua = Path(__file__).resolve().parents[2] / "interop" / "hep" / "hep3.lua"
+    out = subprocess.run(["tshark", "-n", "-X", f"lua_script:{lua}", "-d", "udp.port==9060,hep3", "-r", str(pcap),
+                          "-T", "fields", "-e", "hep3.proto_type", "-e", "hep3.correlation_id",
+                          "-e", "json.member_with_value"], capture_output=True, text=True, timeout=60, check=True)
+    proto, corr, members = out.stdout.strip().split("\t")
+    assert (proto, corr) == ("5", "c-9")
+    assert "packets_lost:4" in members and "type:201" in members

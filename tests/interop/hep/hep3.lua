@@ -1,7 +1,8 @@
 -- A HEP v3 dissector for Wireshark/tshark (Debian's 4.0 has none built in), written for
 -- Switchboard's tests (Apache-2.0, like the project). It decodes the generic chunks of
 -- sipcapture's HEP v3 spec and hands a SIP payload (type 1) to Wireshark's own SIP
--- dissector, so `tshark -X lua_script:hep3.lua -d udp.port==P,hep3` shows sip.* fields.
+-- dissector, an RTCP report as JSON (type 5) to its JSON dissector, so
+-- `tshark -X lua_script:hep3.lua -d udp.port==P,hep3` shows sip.* and json.* fields.
 --   tshark -X lua_script:hep3.lua -d udp.port==9060,hep3 -r capture.pcap -T fields -e hep3.correlation_id -e sip.Method
 local hep = Proto("hep3", "HEP v3 (Homer Encapsulation Protocol)")
 
@@ -56,6 +57,8 @@ function hep.dissector(buf, pinfo, tree)
   end
   if payload ~= nil and ptype == 1 then
     Dissector.get("sip"):call(payload:tvb(), pinfo, tree)
+  elseif payload ~= nil and ptype == 5 then  -- an RTCP report as JSON (captagent's, Homer's QoS)
+    Dissector.get("json"):call(payload:tvb(), pinfo, tree)
   end
   return total
 end
