@@ -101,7 +101,9 @@ class Bus:
         if max_reconnect_attempts == 0:
             max_reconnect_attempts = 1
         nc = await nats.connect(
-            url,
+            # "nats://a:4222,nats://b:4222": every server of a cluster, so a first connect
+            # works while one of them is down (the cluster then gossips the rest).
+            [u.strip() for u in url.split(",") if u.strip()],
             name=name,
             connect_timeout=connect_timeout,
             max_reconnect_attempts=max_reconnect_attempts,

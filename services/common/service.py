@@ -86,7 +86,7 @@ async def serve(
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
 
-    start_metrics_server(settings.metrics_port)
+    start_metrics_server(settings.metrics_port, settings.metrics_host)
     component = factory(bus, settings)
     component.loop_lag.start()
     try:

@@ -51,6 +51,8 @@ log = logging.getLogger("switchboard.config.records")
 RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
 
 CALL_RECORDS = Counter("switchboard_call_records_total", "Calls recorded as ended, by result", ["result"])
+CALL_FAILURES = Counter("switchboard_call_failures_total",
+                        "Calls that did not complete, by result and the SIP status the carrier got", ["result", "status"])
 CALL_EVENTS = Counter("switchboard_call_events_consumed_total",
                       "Call events taken from the CALLS stream by the record consumer, by outcome", ["outcome"])
 
@@ -317,7 +319,7 @@ async def apply_call_events(session: AsyncSession, call_id: str, events: list[Ca
         await session.flush()
         await enqueue_for_record(session, rec)
         if rec.result and not was_final:
-            session.info.setdefault("ended", []).append(rec.result)
+            session.info.setdefault("ended", []).append((rec.result, rec.sip_status))
     return rec, changed
 
 
@@ -476,11 +478,13 @@ class CallRecorder:
         return False
 
 
-def _count(changed: int, total: int, ended: list[str]) -> None:
+def _count(changed: int, total: int, ended: list[tuple[str, int | None]]) -> None:
     CALL_EVENTS.labels("applied").inc(changed)
     CALL_EVENTS.labels("duplicate").inc(total - changed)
-    for result in ended:
+    for result, status in ended:
         CALL_RECORDS.labels(result).inc()
+        if result != "completed":
+            CALL_FAILURES.labels(result, str(status or 0)).inc()
 
 
 async def _ack(m: Msg, term: bool = False) -> None:

@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from prometheus_client import Counter, Histogram
-from sqlalchemy import and_, exists, or_, select, update
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -52,6 +52,7 @@ DELIVERIES = Counter("switchboard_webhook_deliveries_total",
 DELIVERY_SECONDS = Histogram("switchboard_webhook_delivery_seconds", "Time an endpoint took to answer a delivery",
                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 QUEUED = Counter("switchboard_webhook_queued_total", "Webhook deliveries queued, by event", ["event"])
+BACKLOG = Gauge("switchboard_webhook_backlog", "Webhook deliveries pending (due or waiting for a retry)")
 
 
 _last_id = [0]
@@ -209,6 +210,8 @@ class WebhookDispatcher:
     async def _dispatch(self) -> None:
         now = datetime.now(UTC)
         async with self.sm() as session:
+            BACKLOG.set((await session.execute(select(func.count()).select_from(WebhookDelivery).where(
+                WebhookDelivery.status == "pending"))).scalar_one())
             ids = list((await session.execute(
                 select(WebhookDelivery.webhook_id).where(
                     WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,

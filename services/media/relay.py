@@ -44,6 +44,8 @@ _pack_hdr = _HDR.pack
 _pack_hdr_into = _HDR.pack_into
 
 EmitFn = Callable[[str, CallEventBody], None]
+# (call id, the peer's RTCP address, our RTCP port it came to, the parsed compound packet)
+RtcpHook = Callable[[str, tuple[str, int], int, "list[pk.RtcpPacket]"], None]
 
 
 def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], signalled_host: str | None) -> bool:
@@ -181,8 +183,10 @@ class Relay:
     """Every call of one worker. `emit(call_id, body)` publishes call events."""
 
     def __init__(self, pool: PortPool, *, host: str, emit: EmitFn | None = None, socket_buffer: int = 0,
-                 default_timeout: float = 30.0) -> None:
+                 default_timeout: float = 30.0, on_rtcp_report: RtcpHook | None = None) -> None:
         self.pool = pool
+        self.on_rtcp_report = on_rtcp_report
+        """Sees every RTCP compound packet a peer sent (decrypted, parsed), for HEP capture."""
         self.host = host
         self.emit = emit or (lambda call_id, body: None)
         self.socket_buffer = socket_buffer
@@ -464,6 +468,11 @@ class Relay:
         except pk.PacketError:
             leg.dropped += 1
             return
+        if self.on_rtcp_report is not None:
+            try:
+                self.on_rtcp_report(call.call_id, addr, leg.rtcp_port, report)
+            except Exception:  # capture must never break the relay
+                log.exception("RTCP report hook failed")
         out = pk.serialize_rtcp([self._rewrite_rtcp(p, leg, peer) for p in report])
         if peer.srtp is not None:
             out = peer.srtp.protect_rtcp(out)

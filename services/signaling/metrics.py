@@ -13,3 +13,10 @@ SIP_MESSAGES = Counter("switchboard_sip_messages_total", "SIP messages by direct
 AUTH_CHALLENGES = Counter("switchboard_auth_challenges_total", "Digest challenges answered", ["status"])
 FAILOVERS = Counter("switchboard_failovers_total", "Moves to the next target, region or node", ["kind"])
 REFUSED = Counter("switchboard_calls_refused_total", "INVITEs refused before routing", ["reason"])
+
+# Label values known in advance are exported at 0 from the start: a dashboard's rate() needs
+# a first sample, and "no failover yet" should read 0, not "no data".
+for _kind in ("target", "region"):
+    FAILOVERS.labels(_kind)
+for _reason in ("node draining", "too many calls on this node", "rate limit", "not a carrier trunk"):
+    REFUSED.labels(_reason)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from pydantic import model_validator
+
 from services.common.settings import CommonSettings
 
 
 class SignalingSettings(CommonSettings):
     sip_host: str = "127.0.0.1"
-    """Address the SIP listeners bind to."""
+    """Address the SIP listeners bind to (default: `advertise_address` when that is set)."""
     sip_port: int = 5060
     """UDP and TCP."""
     sip_tls_port: int = 5061
@@ -41,3 +43,8 @@ class SignalingSettings(CommonSettings):
     """Seconds a carrier-trunk check is reused for the same source address."""
     t1: float = 0.5
     """RFC 3261 T1 (seconds); T2 and T4 follow the RFC's defaults."""
+
+    @model_validator(mode="after")
+    def _hosts(self) -> SignalingSettings:
+        self.bind_default("sip_host")
+        return self

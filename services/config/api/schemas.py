@@ -450,3 +450,22 @@ class WebhookDeliveryPublic(Output):
                    attempts=d.attempts, last_status_code=d.last_status_code, last_error=d.last_error,
                    next_attempt_at=d.next_attempt_at if d.status == "pending" else None, created_at=d.created_at,
                    delivered_at=d.delivered_at, redelivery_of=d.redelivery_of, payload=json.loads(d.body))
+
+
+class RerouteItem(BaseModel):
+    name: str
+    then: Any = Field(description="What the call's events say happened.")
+    now: Any = Field(description="What today's routing, region selection and media selection choose.")
+    differs: bool
+
+
+class ReroutePublic(BaseModel):
+    """`GET /v1/calls/{id}/reroute`: the call re-run against today's configuration and
+    health, without placing it."""
+
+    call_id: str
+    tracking_number: str
+    caller: str | None
+    items: list[RerouteItem]
+    differences: list[str]
+    notes: list[str]

@@ -18,7 +18,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import ladder as ladders
+from services.common import ladder as ladders
+
 from .api import Api, ApiProblem
 from .forms import TARGET_ROWS, Form, FormRejected, receiving_number_body, receiving_number_values
 from .session import COOKIE, Session, SessionCodec, SignInLimiter, new_session

@@ -19,6 +19,7 @@ from proto.events import Failed, SipIn, SipOut
 from proto.messages import CallEvent
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
+from services.common.hep import HepSender
 from services.common.looplag import LoopLag
 
 from .. import metrics
@@ -108,10 +109,14 @@ class B2BUA:
         self.listening: list[Addr] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self.hep = (HepSender(settings.hep_address, capture_id=settings.hep_capture_id, node_name=settings.node_id)
+                    if settings.hep_address else None)
 
     async def start(self) -> None:
         s = self.settings
         self.loop_lag.start()
+        if self.hep is not None:
+            await self.hep.start()
         for transport in ("udp", "tcp"):
             self.listening.append(await self.endpoint.listen(transport, s.sip_host, s.sip_port))
         if s.sip_tls_port and s.tls_cert and s.tls_key:
@@ -135,6 +140,8 @@ class B2BUA:
         self.deadlines.close()
         await self.endpoint.close()
         await self.loop_lag.stop()
+        if self.hep is not None:
+            self.hep.close()
 
     def _accepts(self, remote_legs: int) -> bool:
         return not self.draining and len(self.calls) + remote_legs < self.settings.max_calls
@@ -195,9 +202,20 @@ class B2BUA:
 
     def _publish_sip(self, msg: Request | Response, peer: Addr, *, incoming: bool) -> None:
         call_id = self._call_id_for(msg, incoming, peer if incoming else None)
-        if call_id is None:
+        if call_id is None and self.hep is None:
             return
         local = self.endpoint.local_addr(peer.transport)
+        wire = bytes(redact(msg))
+        if self.hep is not None:
+            # Our call id correlates both legs in Homer (their SIP Call-IDs differ); a
+            # wildcard listener is shown at the address peers use.
+            host = local.host if local and local.host not in ("0.0.0.0", "::") else self.settings.public_address
+            here_addr = (host, local.port if local else 0)
+            there_addr = (peer.host, peer.port)
+            self.hep.send(there_addr if incoming else here_addr, here_addr if incoming else there_addr,
+                          time.time(), wire, transport=peer.transport, correlation_id=call_id or "")
+        if call_id is None:
+            return
         here = f"{local.host}:{local.port}" if local else "0.0.0.0:0"
         there = f"{peer.host}:{peer.port}"
         if isinstance(msg, Request):
@@ -206,7 +224,7 @@ class B2BUA:
         else:
             first = f"SIP/2.0 {msg.status} {msg.reason}"
             metrics.SIP_MESSAGES.labels("in" if incoming else "out", str(msg.status), peer.transport).inc()
-        text = bytes(redact(msg)).decode("utf-8", "replace")
+        text = wire.decode("utf-8", "replace")
         trace = SipIn if incoming else SipOut
         self._spawn(self.events.emit(call_id, trace(transport=peer.transport, first_line=first,
                                                     src=there if incoming else here,

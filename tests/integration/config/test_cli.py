@@ -74,3 +74,40 @@ def test_provision_from_the_shell(api: LiveApi, capsys: pytest.CaptureFixture[st
     assert code == 0
     code, _, err = run(capsys, "numbers", "list", "--token", "wrong")
     assert code == 1 and "error 401" in err
+
+
+def test_calls_export_csv_writes_the_records(api: LiveApi, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import asyncio
+    import csv
+    from datetime import UTC, datetime
+
+    from services.config import cdr
+    from services.config.db.engine import make_engine, sessionmaker
+    from services.config.db.models import CallRecord
+
+    async def insert() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{api.tmp / 'live.db'}")
+        async with sessionmaker(engine)() as s:
+            for i, result in enumerate(("completed", "busy")):
+                s.add(CallRecord(id=f"csv-{i}", tracking_number="+15557654321", caller="+15550001111",
+                                 started_at=datetime(2026, 1, 1, 12, i, tzinfo=UTC), result=result,
+                                 sip_status=200 if i == 0 else 486, duration=12.0 if i == 0 else 0.0))
+            await s.commit()
+        await engine.dispose()
+
+    asyncio.run(insert())
+    out = tmp_path / "calls.csv"
+    code, _, err = run(capsys, "calls", "export-csv", "--api-url", api.url, "--token", ADMIN, "-o", str(out),
+                       "--number", "+1 555 765 4321")
+    assert code == 0, err
+    assert "wrote 2 calls" in err
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert list(rows[0]) == list(cdr.COLUMNS)
+    assert [(r["call_id"], r["result"], r["sip_status"]) for r in rows] == [("csv-1", "busy", "486"),
+                                                                            ("csv-0", "completed", "200")]
+    code, text, err = run(capsys, "calls", "export-csv", "--api-url", api.url, "--token", ADMIN, "--result", "busy")
+    assert code == 0, err
+    assert [r["call_id"] for r in csv.DictReader(text.splitlines()) if r["tracking_number"] == "+15557654321"] == [
+        "csv-1"]
+    code, _, err = run(capsys, "calls", "export-csv", "--api-url", api.url, "--token", "wrong")
+    assert code == 1 and "401" in err
