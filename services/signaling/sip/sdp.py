@@ -175,10 +175,9 @@ class Crypto:
         """Our suite, a 30-octet key||salt, and no MKI (we never send MKI-tagged packets)."""
         return self.suite == SRTP_SUITE and len(self.key_salt) == SRTP_KEY_SALT_LEN and self.mki is None
 
-    def format(self, pad: bool = True) -> str:
+    def format(self) -> str:
+        # 30 octets are 40 base64 characters: an AES_CM_128 key never has '=' padding.
         key = base64.b64encode(self.key_salt).decode("ascii")
-        if not pad:
-            key = key.rstrip("=")
         out = f"{self.tag} {self.suite} inline:{key}"
         if self.lifetime:
             out += f"|{self.lifetime}"
@@ -471,14 +470,12 @@ def build_offer(
     session_id: int | None = None,
     session_version: int = 1,
     crypto_tag: int = 1,
-    pad_base64: bool = True,
     username: str = "-",
 ) -> SessionDescription:
     """Our offer: PCMU/8000 as PT 0 + telephone-event/8000 (events 0-16).
 
     With ``srtp_key`` (30 octets key||salt) the profile is RTP/SAVP with one a=crypto line,
-    suite AES_CM_128_HMAC_SHA1_80 only; ``pad_base64=False`` omits the '=' padding for peers
-    that choke on it (the 40-char key has none anyway).
+    suite AES_CM_128_HMAC_SHA1_80 only.
     """
     if srtp_key is not None and len(srtp_key) != SRTP_KEY_SALT_LEN:
         raise ValueError("srtp_key must be 30 octets (16 key + 14 salt)")
@@ -489,7 +486,7 @@ def build_offer(
     if ptime:
         media.lines.append(("a", f"ptime:{ptime}"))
     if srtp_key is not None:
-        media.lines.append(("a", "crypto:" + Crypto(crypto_tag, SRTP_SUITE, srtp_key).format(pad_base64)))
+        media.lines.append(("a", "crypto:" + Crypto(crypto_tag, SRTP_SUITE, srtp_key).format()))
     media.lines.append(("a", direction))
     sdp.media.append(media)
     return sdp
@@ -531,7 +528,6 @@ def answer_offer(
     srtp_key: bytes | None = None,
     require_srtp: bool = False,
     session_id: int | None = None,
-    pad_base64: bool = True,
     username: str = "-",
 ) -> SdpAnswer | SdpRejection:
     """Answer a peer's offer (RFC 3264 §6): the first audio stream offering PCMU is accepted
@@ -582,7 +578,7 @@ def answer_offer(
                 local_crypto = None
                 if remote_crypto is not None and srtp_key is not None:
                     local_crypto = Crypto(remote_crypto.tag, SRTP_SUITE, srtp_key)
-                    accepted.lines.append(("a", "crypto:" + local_crypto.format(pad_base64)))
+                    accepted.lines.append(("a", "crypto:" + local_crypto.format()))
                 accepted.lines.append(("a", ours))
                 chosen = NegotiatedMedia(
                     remote_address,

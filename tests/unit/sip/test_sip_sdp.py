@@ -77,7 +77,8 @@ def test_crypto_padding_lifetime_mki() -> None:
     assert padded.endswith("=")
     assert Crypto.parse(f"3 X inline:{padded}").key_salt == bytes(31)
     assert Crypto.parse(f"3 X inline:{padded.rstrip('=')}").key_salt == bytes(31)
-    assert Crypto(3, "X", bytes(31)).format(pad=False) == f"3 X inline:{padded.rstrip('=')}"
+    # What we send: 30 octets are 40 base64 characters, never padded (no switch needed).
+    assert Crypto(1, "AES_CM_128_HMAC_SHA1_80", bytes(30)).format() == f"1 AES_CM_128_HMAC_SHA1_80 inline:{key}"
 
 
 def test_build_offer_plain_and_srtp() -> None:
