@@ -50,7 +50,16 @@ from ..transport import Addr
 from .carrier_fsm import CarrierLegMachine, Do, Input, State
 from .client_leg import ClientLeg
 from .context import ClientLegHandle, LegContext
-from .helpers import ALLOW, SDP, answer_refresh, bye_with_reason, media_update, reason_header, send_info
+from .helpers import (
+    ALLOW,
+    SDP,
+    answer_refresh,
+    bye_with_reason,
+    media_update,
+    media_warning,
+    reason_header,
+    send_info,
+)
 from .numbers import NotANumber, caller_of, tracking_number
 from .policy import record_result
 from .remote import RemoteClientLeg
@@ -158,7 +167,7 @@ class Call(Runner[Input, Do]):
                 raise CallSetupError(getattr(e, "status", 400), f"Bad SDP: {e}") from None
             probe = answer_offer(self.carrier_offer, "127.0.0.1", 9)
             if isinstance(probe, SdpRejection):
-                raise CallSetupError(probe.status, probe.reason)
+                raise CallSetupError(probe.status, probe.reason, extra_headers=[media_warning(probe.reason)])
 
         self.decision = decision = await self.backends.resolve(RoutingRequest(
             call_id=self.id, tracking_number=number, caller=caller, caller_name=caller_name,

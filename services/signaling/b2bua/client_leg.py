@@ -290,6 +290,7 @@ class ClientLeg(Runner[Input, Do]):
             payload.respond(481)  # type: ignore[attr-defined]
         elif do is Do.REPORT_ANSWERED:
             self._settle(None)
+            self.spawn(self._key_lifetime())
         elif do is Do.REPORT_FAILED:
             self._settle(list(m.attempts))
         elif do is Do.RAISE:
@@ -468,6 +469,32 @@ class ClientLeg(Runner[Input, Do]):
             self._error = e
             return In.MEDIA_ERROR, None
         return In.MEDIA_OK, None
+
+    async def _key_lifetime(self) -> None:
+        """Honour the lifetime of the client's SRTP master key (RFC 4568 §6.1: the key
+        must not be used past it): if the call could outlive it, end the call shortly
+        before it runs out, unless a re-INVITE brought a new key meanwhile. Phones send
+        `|2^31` (Grandstream): 497 days at 50 packets/s, never reached."""
+        while not self.machine.terminal and self.media is not None and self.media.remote_crypto is not None:
+            crypto = self.media.remote_crypto
+            packets = crypto.lifetime_packets
+            if packets is None:
+                return
+            seconds = packets * (self.media.ptime or 20) / 1000.0
+            limit = self.settings.max_call_duration
+            if limit > 0 and seconds > limit:
+                return  # the call ends at its maximum duration first
+            await asyncio.sleep(max(0.0, seconds * 0.95 - 1.0))
+            current = self.media.remote_crypto if self.media is not None else None
+            if current is not None and current.key_salt != crypto.key_salt:
+                continue  # re-keyed by the client: watch the new key
+            if self.machine.terminal:
+                return
+            log.info("client's SRTP key lifetime (%s) runs out: ending the call", crypto.lifetime,
+                     extra={"call_id": self.id})
+            await self.send(In.HANG_UP, (200, "SRTP key lifetime reached"))
+            await self.peer.client_ended("SRTP key lifetime reached")
+            return
 
     async def _ack(self, handle: ClientRequest) -> None:
         if self._nat_dest is not None:

@@ -30,6 +30,13 @@ def reason_header(cause: int, text: str) -> tuple[str, str]:
     return ("Reason", str(Reason("SIP", cause, text)))
 
 
+def media_warning(reason: str) -> tuple[str, str]:
+    """A Warning (RFC 3261 §20.43, 305 Incompatible media format) saying which part of
+    the SDP we could not accept, e.g. an SRTP MKI."""
+    text = reason.replace("\\", "").replace('"', "'")[:120]
+    return ("Warning", f'305 switchboard "{text}"')
+
+
 def bye_with_reason(dialog: Dialog, cause: int, text: str) -> Request:
     """A BYE in ``dialog`` that says why the call ends (RFC 3326)."""
     return dialog.create_request("BYE", headers=[reason_header(cause, text)])
@@ -87,7 +94,7 @@ async def answer_refresh(side: Side, incoming: IncomingRequest, ours: MediaLeg,
     result = answer_offer(incoming.request.body, ours.address, ours.port, srtp_key=key,
                           require_srtp=ours.secure)
     if isinstance(result, SdpRejection):
-        incoming.respond(result.status, result.reason)
+        incoming.respond(result.status, result.reason, headers=[media_warning(result.reason)])
         return False
     side.sdp_version += 1
     keep_origin(result.sdp, side.local_sdp, side.sdp_version)

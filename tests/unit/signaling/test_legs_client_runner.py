@@ -133,6 +133,7 @@ class Peer:
     def __init__(self) -> None:
         self.answers: list[str] = []
         self.rings: list[int] = []
+        self.ended: list[str] = []
 
     async def progress(self, status: int, early_media: bool) -> None:
         self.rings.append(status)
@@ -141,7 +142,8 @@ class Peer:
         self.answers.append(target)
         return True
 
-    async def client_ended(self, reason: str) -> None: ...
+    async def client_ended(self, reason: str) -> None:
+        self.ended.append(reason)
 
     async def relay_info(self, request: Request) -> int:
         return 200
@@ -329,4 +331,54 @@ async def test_a_public_client_is_not_natted() -> None:
     invite.respond(200, answer_from(invite, "127.0.0.1"))
     assert await asyncio.wait_for(run, 5.0) is None
     assert media.updates[0].latch_host is None and invite.ack_dest is None
+    leg.ctx.deadlines.close()
+
+
+def secure_leg(ep: FakeEndpoint, **kw: Any) -> ClientLeg:
+    key = SrtpCrypto(key_salt_b64=base64.b64encode(bytes(range(30))).decode())
+    b = MediaLeg(address="127.0.0.1", port=4000, rtcp_port=4001, secure=True, crypto=key)
+    return client_leg(ep, 30, [SipTarget(uri=A, secure_media=True)], b=b, **kw)
+
+
+async def test_a_short_srtp_key_lifetime_ends_the_call_before_it_runs_out() -> None:
+    """The answer's key lives 2^6 packets (1.28 s at 20 ms): the call is ended (BYE to the
+    client, the carrier's side told) before the key may no longer be used (RFC 4568 §6.1)."""
+    ep = FakeEndpoint()
+    leg = secure_leg(ep)
+    run = asyncio.ensure_future(leg.run())
+    invite = await ep.next_invite(1)
+    body = answer_from(invite, "127.0.0.1")
+    key = base64.b64encode(bytes(30)).decode().encode()
+    invite.respond(200, body.replace(b"inline:" + key, b"inline:" + key + b"|2^6"))
+    assert await asyncio.wait_for(run, 5.0) is None
+    update = cast(Media, leg.ctx.backends).updates[0]
+    assert update.remote_crypto is not None  # the lifetime did not make the answer unusable
+    await ep.until(("BYE", A))
+    assert cast(Peer, leg.peer).ended == ["SRTP key lifetime reached"]
+    leg.ctx.deadlines.close()
+
+
+async def test_a_long_srtp_key_lifetime_changes_nothing() -> None:
+    ep = FakeEndpoint()
+    leg = secure_leg(ep)
+    run = asyncio.ensure_future(leg.run())
+    invite = await ep.next_invite(1)
+    key = base64.b64encode(bytes(30)).decode().encode()
+    invite.respond(200, answer_from(invite, "127.0.0.1").replace(b"inline:" + key, b"inline:" + key + b"|2^31"))
+    assert await asyncio.wait_for(run, 5.0) is None
+    await asyncio.sleep(0.05)
+    assert ("BYE", A) not in ep.log and cast(Peer, leg.peer).ended == []
+    leg.ctx.deadlines.close()
+
+
+async def test_an_answer_with_an_mki_fails_the_attempt_with_a_clear_reason() -> None:
+    ep = FakeEndpoint()
+    leg = secure_leg(ep)
+    run = asyncio.ensure_future(leg.run())
+    invite = await ep.next_invite(1)
+    key = base64.b64encode(bytes(30)).decode().encode()
+    invite.respond(200, answer_from(invite, "127.0.0.1").replace(b"inline:" + key, b"inline:" + key + b"|2^31|1:4"))
+    attempts = await asyncio.wait_for(run, 5.0)
+    assert attempts is not None and attempts[-1].result == Result.MEDIA_FAILED and attempts[-1].status == 488
+    assert "MKI is not supported" in attempts[-1].reason
     leg.ctx.deadlines.close()
