@@ -126,3 +126,32 @@ async def test_sips_target_fails_then_a_sip_target_answers_with_plain_rtp(tmp_pa
         assert len(heard[carrier_media]) > 4000
         assert dominant(bytes(heard[carrier_media][1600:]), (600.0, 1000.0)) == 1000
         assert ended.payload["media"]["b"]["srtp_failures"] == 0
+
+
+@needs_sipp
+async def test_carrier_with_a_private_sdp_address_gets_its_audio_at_its_signaling_ip(tmp_path: Path) -> None:
+    """The carrier's SDP says 192.168.77.20 (an SBC behind NAT), its RTP comes from
+    loopback: the worker latches to its signaling IP; the PBX (SIPp) echoes the audio back."""
+    async with running_stack(tmp_path) as stack:
+        pbx_port = udp_free_port()
+        pbx = await sipp(tmp_path, "pbx", "-sf", str(SCENARIOS / "client_answer.xml"), "-p", str(pbx_port),
+                         "-mp", str(udp_free_port()), "-rtp_echo", "-m", "1")
+        await stack.provision(NUMBER, [{"uri": f"sip:100@127.0.0.1:{pbx_port}"}], ring_timeout=15)
+        carrier = await sipp(tmp_path, "carrier", "-sf", str(SCENARIOS / "carrier_call.xml"),
+                             "-set", "caller", "15550001111", "-set", "rtp_ip", "192.168.77.20",
+                             "-set", "rtp_port", str(udp_free_port()), "-d", "4000", "-s", NUMBER.lstrip("+"),
+                             "-p", str(udp_free_port()), "-m", "1", f"127.0.0.1:{stack.sip_port}")
+        allocated = await stack.wait_event("media_allocated")
+        nat = await stack.wait_event("nat_detected", leg="a")
+        assert nat.payload["sdp_address"] == "192.168.77.20" and nat.payload["source"].startswith("127.0.0.1:")
+        await stack.wait_event("answered")
+        carrier_media = udp()
+        heard = {carrier_media: bytearray()}
+        await talk([(carrier_media, ("127.0.0.1", allocated.payload["a_port"]), 1000.0)], heard, 1.5)
+        carrier_media.close()
+        assert await finish(carrier, tmp_path, "carrier") == 0
+        assert await finish(pbx, tmp_path, "pbx") == 0
+        ended = await stack.wait_event("ended")
+        assert len(heard[carrier_media]) > 4000
+        assert dominant(bytes(heard[carrier_media][1600:]), (600.0, 1000.0)) == 1000
+        assert ended.payload["media"]["a"]["nat"] is True
