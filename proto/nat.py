@@ -60,8 +60,10 @@ def latch_host(mode: NatMode | str, signalled: str | None, source: str | None, *
                mismatch: bool = True) -> str | None:
     """The IP the media worker must latch to (any port), or None to keep the rule of
     RFC 4961 symmetric RTP on the signalled address. With NAT detection on and a NATed
-    peer, media is accepted only from the peer's signaling source IP: nothing from any
-    other IP may move the latch (no one can hijack the stream by sending first).
+    peer, media is accepted only from the peer's signaling source IP (and from its SDP
+    address when that is public: an SBC with separate media and signaling interfaces):
+    nothing from any other IP may move the latch (no one can hijack the stream by
+    sending first).
 
     `mismatch=False` counts only a private address as NAT: a carrier's media gateways
     legitimately send from other public IPs than its SIP proxies."""

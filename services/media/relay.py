@@ -23,6 +23,7 @@ from typing import Any
 
 from proto.events import CallEventBody, Dtmf, MediaTimeout
 from proto.messages import Direction, LegStats, MediaStats
+from proto.nat import is_private
 
 from . import packets as pk
 from .dtmf import Digit, DtmfDetector, plan_dtmf
@@ -52,8 +53,9 @@ def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], sig
     source whose packet passed SRTP authentication (and the replay check) may move the
     latch; on a plain leg only the address signalled in the peer's SDP (any port, for NAT
     port rewriting). A peer found behind a NAT (`nat_host`, its signaling source IP) may
-    latch only from that IP, whatever its SDP says, on either kind of leg."""
-    if nat_host is not None and source[0] != nat_host:
+    latch only from that IP or its public signalled one (an SBC's separate media address),
+    on either kind of leg: nothing from any other IP."""
+    if nat_host is not None and source[0] != nat_host and source[0] != signalled_host:
         return False
     if secure:
         return authenticated
@@ -259,10 +261,11 @@ class Relay:
                                               flags=socket.AI_NUMERICHOST)[0][4][0]
             except OSError as e:
                 raise BadRequest("latch host must be a numeric IP", {"latch_host": latch_host}) from e
-            # Behind a NAT the SDP address is not reachable (and, if private, may be one of
-            # ours): until the first packet latches, send to the signaling source IP at
-            # the signalled port, the guess most NATs (port-preserving) make right.
-            host = nat_host
+            if is_private(host):
+                # A private SDP address is not reachable (and may be one of ours): until the
+                # first packet latches, send to the signaling source IP at the signalled
+                # port, the guess most NATs (port-preserving) make right.
+                host = nat_host
         if (host, port) != leg.remote or nat_host != leg.nat_host:
             # A new signalled address (re-INVITE, transfer): latch afresh (RFC 4961 §3).
             leg.latched = None
