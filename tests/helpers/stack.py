@@ -153,7 +153,8 @@ async def start_service(stack: Stack, name: str, kind: str, **overrides: Any) ->
 async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = None,
                         media_regions: tuple[str, ...] = ("us1",), ring_t1: float = 0.1,
                         local_mode: bool = True, signaling: dict[str, Any] | None = None,
-                        other_signaling_regions: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
+                        other_signaling_regions: tuple[str, ...] = (),
+                        media: dict[str, Any] | None = None) -> AsyncIterator[Stack]:
     nats = NatsServer(store_dir=tmp_path / "nats")
     nats.start()
     bus = await Bus.connect(nats.url, "test-stack")
@@ -174,7 +175,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
         for i, region in enumerate(media_regions):
             await start_service(stack, f"media_{region}", "media", region=region,
                                 port_min=base_port + i * 1000, port_max=base_port + i * 1000 + 998,
-                                no_media_timeout=0)
+                                no_media_timeout=0, **(media or {}))
         sig: dict[str, Any] = {"sip_port": stack.sip_port, "sip_tls_port": stack.sip_tls_port, "t1": ring_t1,
                                **(signaling or {})}
         if tls_cert:
