@@ -484,7 +484,11 @@ class ClientLeg(Runner[Input, Do]):
             limit = self.settings.max_call_duration
             if limit > 0 and seconds > limit:
                 return  # the call ends at its maximum duration first
-            await asyncio.sleep(max(0.0, seconds * 0.95 - 1.0))
+            try:  # until shortly before it runs out, or the end of the call, whichever is first
+                await asyncio.wait_for(self.over.wait(), max(0.0, seconds * 0.95 - 1.0))
+                return
+            except TimeoutError:
+                pass
             current = self.media.remote_crypto if self.media is not None else None
             if current is not None and current.key_salt != crypto.key_salt:
                 continue  # re-keyed by the client: watch the new key
