@@ -49,6 +49,8 @@ CHANNELS: tuple[Channel, ...] = (
             m.MediaAllocation, "media", "Allocate both legs of a call on a worker of the region."),
     Channel("mediaWorkerUpdate", _addr(s.media_worker(_p("worker"), "update"), "worker"),
             m.MediaUpdate, m.Ack, "media", "The peer's address, PTs and key for one leg."),
+    Channel("mediaWorkerRekey", _addr(s.media_worker(_p("worker"), "rekey"), "worker"),
+            m.MediaRekey, m.MediaLeg, "media", "Fresh media (SRTP key or plain RTP) on one leg for a new attempt."),
     Channel("mediaWorkerDtmf", _addr(s.media_worker(_p("worker"), "dtmf"), "worker"),
             m.MediaDtmf, m.Ack, "media", "Inject RFC 4733 digits towards one leg."),
     Channel("mediaWorkerRelease", _addr(s.media_worker(_p("worker"), "release"), "worker"),

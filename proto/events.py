@@ -297,6 +297,20 @@ class Dtmf(EventBody):
     duration_ms: int
 
 
+class NatDetected(EventBody):
+    """A peer is behind a NAT (proto.nat): its media latches only to its signaling source
+    IP, and in-dialog requests go to that source when its Contact is private."""
+
+    kind: Literal["nat_detected"] = "nat_detected"
+    leg: LegName
+    sdp_address: str | None = None
+    """The address the peer's SDP signalled."""
+    contact: str | None = None
+    """Its Contact URI when that is private (fixed, as Kamailio's fix_nated_contact does)."""
+    source: str
+    """Where its signaling came from: media latches to this IP, requests go to this host:port."""
+
+
 class MediaTimeout(EventBody):
     """No media from either leg for the call's timeout."""
 
@@ -334,7 +348,7 @@ class GenericEvent(EventBody):
 KnownBody = (
     Received | Resolved | OriginatedRemotely | MediaFailover | MediaAllocated | Answered | Hold | MediaRefresh
     | Failed | Ended | Dialing | Challenged | AuthFailed | Ringing | RingTimeout | AttemptFailed | SendDigits
-    | SendDigitsFailed | SipIn | SipOut | Dtmf | MediaTimeout | MediaStatsReport
+    | SendDigitsFailed | SipIn | SipOut | Dtmf | NatDetected | MediaTimeout | MediaStatsReport
 )
 """Every kind this version emits."""
 

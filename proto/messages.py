@@ -56,7 +56,7 @@ class TlsOptions(Message):
 
 class SipTarget(Message):
     uri: str
-    """`sip:100@pbx.example.com;transport=tcp`; `sips:` means TLS and SRTP."""
+    """`sip:100@pbx.example.com;transport=tcp`; `sips:` or `transport=tls` means TLS."""
     transport: Transport = "udp"
     priority: int = 10
     weight: int = 10
@@ -66,6 +66,7 @@ class SipTarget(Message):
     password: str | None = Field(default=None, repr=False)
     """Decrypted only in the routing reply; redacted from every event and log."""
     secure_media: bool = False
+    """SRTP on this target's media (its `media_encryption` is "srtp"); TLS may carry plain RTP."""
     tls: TlsOptions = Field(default_factory=TlsOptions)
 
 
@@ -93,6 +94,8 @@ class RoutingDecision(Message):
     ring_timeout: float = 30.0
     send_digits: str | None = None
     region_preference: str | None = None
+    nat: Literal["auto", "off"] = "auto"
+    """NAT detection for the client's media and Contact (proto.nat); "off" trusts its SDP."""
 
 
 class ConfigEntity(StrEnum):
@@ -170,6 +173,18 @@ class MediaUpdate(Message):
     remote_crypto: SrtpCrypto | None = None
     """The peer's outbound key (from its SDP), used to unprotect what it sends."""
     direction: Direction = "sendrecv"
+    latch_host: str | None = None
+    """The peer is behind a NAT (proto.nat): latch only to media from this IP (its signaling
+    source, any port) and send there, whatever its SDP says."""
+
+
+class MediaRekey(Message):
+    """Give one leg fresh media for a new attempt: SRTP with a new key, or plain RTP. The
+    leg's ports stay; its peer, latch and keys are forgotten. Answered with the MediaLeg."""
+
+    call_id: str
+    leg: LegName = "b"
+    secure: bool = False
 
 
 class MediaDtmf(Message):
@@ -197,6 +212,8 @@ class LegStats(Message):
     srtp_failures: int = 0
     dropped: int = 0
     latched: str | None = None
+    nat: bool = False
+    """The peer was found behind a NAT: only its signaling source IP could latch."""
 
 
 class MediaStats(Message):
@@ -376,6 +393,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     MediaAllocate,
     MediaAllocation,
     MediaUpdate,
+    MediaRekey,
     MediaDtmf,
     MediaRelease,
     MediaStats,

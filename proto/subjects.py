@@ -79,7 +79,7 @@ def media_allocate(region: str) -> str:
 
 
 def media_worker(worker_id: str, verb: str) -> str:
-    """Addressed to one worker: verb is `update`, `release` or `dtmf`."""
+    """Addressed to one worker: verb is `update`, `rekey`, `release` or `dtmf`."""
     return f"media.worker.{token(worker_id)}.{token(verb)}"
 
 

@@ -190,6 +190,8 @@ def receiving_add(args: argparse.Namespace) -> int:
     targets = []
     for i, uri in enumerate(args.uri):
         t: dict[str, Any] = {"uri": uri, "priority": 10 + 10 * i if args.failover else 10, "tls": tls}
+        if args.media_encryption:
+            t["media_encryption"] = args.media_encryption
         if args.username:
             t["username"] = args.username
             if password is not None:
@@ -197,7 +199,8 @@ def receiving_add(args: argparse.Namespace) -> int:
         targets.append(t)
     body: dict[str, Any] = {"name": args.name, "dial_sip_client": True, "sip_targets": targets,
                             "ring_timeout": args.ring_timeout}
-    for key, value in (("send_digits", args.send_digits), ("region", args.region), ("account_id", args.account)):
+    for key, value in (("send_digits", args.send_digits), ("region", args.region), ("account_id", args.account),
+                       ("nat", args.nat)):
         if value:
             body[key] = value
     rn = Api(args).call("POST", "/v1/receiving-numbers", json=body)
@@ -213,7 +216,7 @@ def receiving_show(args: argparse.Namespace) -> int:
 
 def receiving_update(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {}
-    for key in ("name", "ring_timeout", "send_digits", "region", "enabled"):
+    for key in ("name", "ring_timeout", "send_digits", "region", "enabled", "nat"):
         value = getattr(args, key)
         if value is not None:
             body[key] = value
@@ -291,6 +294,9 @@ def register(sub: Any) -> None:
     p.add_argument("--region", help="preferred region code, e.g. us1")
     p.add_argument("--no-verify-tls", action="store_true", help="accept a self-signed certificate (sips:)")
     p.add_argument("--ca-file", help="PEM file of a private CA to trust (sips:)")
+    p.add_argument("--media-encryption", choices=("srtp", "none"),
+                   help="srtp (TLS targets only) or none (plain RTP); default: srtp on TLS, none otherwise")
+    p.add_argument("--nat", choices=("auto", "off"), help="NAT detection for the PBX (default auto)")
     p.add_argument("--account", help="account id (with an admin key)")
     p.set_defaults(handler=_guard(receiving_add))
     for action, fn in (("show", receiving_show), ("delete", receiving_delete)):
@@ -303,5 +309,6 @@ def register(sub: Any) -> None:
     p.add_argument("--ring-timeout", type=int)
     p.add_argument("--send-digits")
     p.add_argument("--region")
+    p.add_argument("--nat", choices=("auto", "off"), help="NAT detection for the PBX")
     _enable_flags(p)
     p.set_defaults(handler=_guard(receiving_update))

@@ -26,7 +26,7 @@ from services.common.tasks import cancel_and_wait
 from .db.models import Account, ReceivingNumber, TrackingNumber
 from .errors import SecretError
 from .secrets import SecretBox
-from .validation import normalize_e164, parse_sip_uri
+from .validation import media_encryption, normalize_e164, parse_sip_uri
 
 log = logging.getLogger("switchboard.config.resolver")
 
@@ -48,6 +48,7 @@ class Route:
     ring_timeout: float
     send_digits: str | None
     region: str | None
+    nat: str = "auto"
     broken: str = ""
     """Why the route cannot be used (e.g. a password sealed with a key not configured)."""
 
@@ -197,14 +198,15 @@ class Resolver:
                 continue
             targets.append(SipTarget(
                 uri=t.uri, transport=uri.transport, priority=t.priority, weight=t.weight, credentials_ref=t.id,
-                username=t.username, password=password, secure_media=uri.secure,
+                username=t.username, password=password,
+                secure_media=media_encryption(uri, t.media_encryption) == "srtp",
                 tls=TlsOptions(verify=t.tls_verify, ca_pem=t.tls_ca_pem, client_cert_pem=t.tls_client_cert_pem,
                                client_key_pem=client_key)))
         return Route(number=tn.number, account_id=acc.id, account_active=acc.status == "active",
                      receiving_number_id=rn.id, tracking_enabled=tn.enabled,
                      receiving_enabled=rn.enabled and rn.dial_sip_client, targets=targets,
                      ring_timeout=float(rn.ring_timeout), send_digits=rn.send_digits, region=rn.region,
-                     broken=broken if not targets else "")
+                     nat=rn.nat or "auto", broken=broken if not targets else "")
 
     # --- answering ----------------------------------------------------------------
 
@@ -241,7 +243,8 @@ class Resolver:
         targets = weighted_order(route.targets, self.rng)
         return RoutingDecision(
             ok=True, targets=targets, secure_media=targets[0].secure_media, ring_timeout=route.ring_timeout,
-            send_digits=route.send_digits, region_preference=route.region, **base)
+            send_digits=route.send_digits, region_preference=route.region,
+            nat="off" if route.nat == "off" else "auto", **base)
 
     async def handle(self, req: RoutingRequest) -> RoutingDecision:
         return self.decide(req)

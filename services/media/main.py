@@ -26,6 +26,7 @@ from proto.messages import (
     MediaAllocation,
     MediaDtmf,
     MediaLeg,
+    MediaRekey,
     MediaRelease,
     MediaStats,
     MediaUpdate,
@@ -98,6 +99,7 @@ class Media(Component[MediaSettings]):
         w = self.worker_id
         self._subs = [
             await self.bus.subscribe(subjects.media_worker(w, "update"), self.on_update, MediaUpdate),
+            await self.bus.subscribe(subjects.media_worker(w, "rekey"), self.on_rekey, MediaRekey),
             await self.bus.subscribe(subjects.media_worker(w, "release"), self.on_release, MediaRelease),
             await self.bus.subscribe(subjects.media_worker(w, "dtmf"), self.on_dtmf, MediaDtmf),
         ]
@@ -212,8 +214,13 @@ class Media(Component[MediaSettings]):
             raise BadRequest(str(e), {"leg": req.leg}) from None
         self.relay.update(call, req.leg, address=req.remote_address, port=req.remote_port,
                           rtcp_port=req.remote_rtcp_port, te_pt=req.telephone_event_pt, remote_key=key,
-                          direction=req.direction)
+                          direction=req.direction, latch_host=req.latch_host)
         return Ack()
+
+    async def on_rekey(self, req: MediaRekey) -> MediaLeg:
+        call = self._call(req.call_id)
+        assert self.relay is not None
+        return self._leg_info(self.relay.rekey(call, req.leg, secure=req.secure))
 
     async def on_dtmf(self, req: MediaDtmf) -> Ack:
         call = self._call(req.call_id)

@@ -23,6 +23,7 @@ from typing import Any
 
 from proto.events import CallEventBody, Dtmf, MediaTimeout
 from proto.messages import Direction, LegStats, MediaStats
+from proto.nat import is_private
 
 from . import packets as pk
 from .dtmf import Digit, DtmfDetector, plan_dtmf
@@ -48,13 +49,20 @@ EmitFn = Callable[[str, CallEventBody], None]
 RtcpHook = Callable[[str, tuple[str, int], int, "list[pk.RtcpPacket]"], None]
 
 
-def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], signalled_host: str | None) -> bool:
+def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], signalled_host: str | None,
+              nat_host: str | None = None) -> bool:
     """Symmetric RTP (RFC 4961) with a guard against hijacking: on a secure leg only a
     source whose packet passed SRTP authentication (and the replay check) may move the
     latch; on a plain leg only the address signalled in the peer's SDP (any port, for NAT
-    port rewriting)."""
+    port rewriting). A peer found behind a NAT (`nat_host`, its signaling source IP) may
+    latch only from that IP or its public signalled one (an SBC's separate media address),
+    on either kind of leg: nothing from any other IP."""
+    if nat_host is not None and source[0] != nat_host and source[0] != signalled_host:
+        return False
     if secure:
         return authenticated
+    if nat_host is not None:
+        return True
     return signalled_host is not None and source[0] == signalled_host
 
 
@@ -96,6 +104,8 @@ class Leg:
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.remote_host: str | None = None
+        self.nat_host: str | None = None
+        """Set when the peer is behind a NAT: the only IP it may latch from."""
         self.te_pt: int | None = 101
         self.direction: Direction = "sendrecv"
         self.sends = True
@@ -143,7 +153,19 @@ class Leg:
             bytes_out=self.bytes_out, lost=self.stream.lost, jitter_ms=round(self.stream.jitter_ms(), 3),
             srtp_failures=self.srtp_failures, dropped=self.dropped,
             latched=f"{self.latched[0]}:{self.latched[1]}" if self.latched else None,
+            nat=self.nat_host is not None,
         )
+
+    def rekey(self, secure: bool) -> None:
+        """Fresh media for a new attempt: a new SRTP key (or none), and no peer yet."""
+        self.secure = secure
+        self.local_key = generate_key() if secure else None
+        self.srtp = SrtpLeg(self.local_key) if self.local_key else None
+        self.remote = self.remote_rtcp = None
+        self.remote_host = self.nat_host = None
+        self.latched = self.latched_rtcp = None
+        self.updated = False
+        self._refresh_dest()
 
 
 class Call:
@@ -225,7 +247,8 @@ class Relay:
         return call
 
     def update(self, call: Call, leg_name: str, *, address: str, port: int, rtcp_port: int | None,
-               te_pt: int | None, remote_key: bytes | None, direction: Direction) -> None:
+               te_pt: int | None, remote_key: bytes | None, direction: Direction,
+               latch_host: str | None = None) -> None:
         leg = call.leg(leg_name)
         if leg.srtp is not None:
             if remote_key is None:
@@ -235,11 +258,24 @@ class Relay:
             host = socket.getaddrinfo(address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)[0][4][0]
         except OSError as e:
             raise BadRequest("remote address must be a numeric IP", {"address": address}) from e
-        if (host, port) != leg.remote:
+        nat_host = None
+        if latch_host is not None:
+            try:
+                nat_host = socket.getaddrinfo(latch_host, port, type=socket.SOCK_DGRAM,
+                                              flags=socket.AI_NUMERICHOST)[0][4][0]
+            except OSError as e:
+                raise BadRequest("latch host must be a numeric IP", {"latch_host": latch_host}) from e
+            if is_private(host):
+                # A private SDP address is not reachable (and may be one of ours): until the
+                # first packet latches, send to the signaling source IP at the signalled
+                # port, the guess most NATs (port-preserving) make right.
+                host = nat_host
+        if (host, port) != leg.remote or nat_host != leg.nat_host:
             # A new signalled address (re-INVITE, transfer): latch afresh (RFC 4961 §3).
             leg.latched = None
             leg.latched_rtcp = None
         leg.remote_host = host
+        leg.nat_host = nat_host
         leg.remote = (host, port)
         leg.remote_rtcp = (host, rtcp_port or port + 1)
         leg.te_pt = te_pt
@@ -250,6 +286,14 @@ class Relay:
         leg._refresh_dest()
         if call.active_since is None and call.a.updated and call.b.updated:
             call.active_since = self.loop.time()
+
+    def rekey(self, call: Call, leg_name: str, *, secure: bool) -> Leg:
+        """A new attempt on `leg_name` (the client leg's next target): its own SRTP key or
+        plain RTP; what the previous attempt's peer sends is no longer latched or relayed."""
+        leg = call.leg(leg_name)
+        leg.rekey(secure)
+        call.active_since = None
+        return leg
 
     def release(self, call: Call) -> None:
         if call.closed:
@@ -369,7 +413,7 @@ class Relay:
             n = pb.length[0]
         if addr != leg.latched:
             if not may_latch(secure=srtp is not None, authenticated=True, source=addr,
-                             signalled_host=leg.remote_host):
+                             signalled_host=leg.remote_host, nat_host=leg.nat_host):
                 leg.dropped += 1
                 return
             leg.latched = addr
@@ -454,7 +498,7 @@ class Relay:
                 return
         if addr != leg.latched_rtcp and addr != leg.latched:
             if not may_latch(secure=leg.srtp is not None, authenticated=True, source=addr,
-                             signalled_host=leg.remote_host):
+                             signalled_host=leg.remote_host, nat_host=leg.nat_host):
                 leg.dropped += 1
                 return
             leg.latched_rtcp = addr

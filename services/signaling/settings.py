@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import model_validator
 
 from services.common.settings import CommonSettings
@@ -34,13 +36,14 @@ class SignalingSettings(CommonSettings):
     """Loopback counts as a carrier trunk when the registry does not answer (`switchboard up`)."""
     p_asserted_identity: bool = False
     """Add P-Asserted-Identity with the caller's number to the client leg (RFC 3325)."""
-    srtp_key_padding: bool = True
-    """Base64 '=' padding in a=crypto keys; some SIP clients choke on it."""
     max_call_duration: float = 4 * 3600.0
     """Seconds; a longer call is ended with BYE both ways. 0 means no limit."""
     bus_timeout: float = 2.0
     trunk_cache: float = 5.0
     """Seconds a carrier-trunk check is reused for the same source address."""
+    carrier_nat: Literal["auto", "off"] = "auto"
+    """NAT detection on the carrier leg (proto.nat): a private SDP address latches media to
+    the carrier's signaling IP, a private Contact sends in-dialog requests to its source."""
     t1: float = 0.5
     """RFC 3261 T1 (seconds); T2 and T4 follow the RFC's defaults."""
 

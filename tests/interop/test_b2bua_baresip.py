@@ -106,3 +106,51 @@ async def test_tls_srtp_client_two_way_audio_and_dtmf(tmp_path: Path, baresip, t
         # its 200 OK has been processed (and its key is known) cannot be authenticated.
         assert stats["b"]["packets_in"] > 50
         assert stats["b"]["srtp_failures"] <= 10, stats["b"]
+
+
+@needs_sipp
+@needs_baresip
+async def test_tls_with_media_encryption_none_connects_with_plain_rtp(tmp_path: Path, baresip, test_ca_and_tls) -> None:
+    """A PBX with TLS but no SRTP: `media_encryption: none` on a sips: target offers RTP/AVP
+    over TLS, and baresip (no media encryption) answers it with two-way audio."""
+    ca, tls_files = test_ca_and_tls
+    bob = await baresip("bob", tls=tls_files, mediaenc=None, auto_answer=True, tone_hz=600, call_seconds=30).start()
+    async with running_stack(tmp_path) as stack:
+        await stack.provision(NUMBER, [{"uri": f"sips:bob@127.0.0.1:{bob.tls_port}", "media_encryption": "none",
+                                        "tls": {"verify": True, "ca_pem": Path(tls_files.ca_file).read_text()}}],
+                              ring_timeout=15)
+        media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        media.bind(("127.0.0.1", 0))
+        media.setblocking(False)
+        carrier = await sipp(tmp_path, "carrier", "-sf", str(SCENARIOS / "carrier_call.xml"),
+                             "-set", "caller", "15550001111", "-set", "rtp_ip", "127.0.0.1",
+                             "-set", "rtp_port", str(media.getsockname()[1]), "-d", "3000",
+                             "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1",
+                             f"127.0.0.1:{stack.sip_port}")
+        allocated = await stack.wait_event("media_allocated")
+        assert allocated.payload["secure"] is False
+        answered = await stack.wait_event("answered")
+        assert answered.payload["secure"] is False
+        await bob.wait_for_event("CALL_ESTABLISHED")
+        heard = bytearray()
+        dest = ("127.0.0.1", allocated.payload["a_port"])
+        for i, frame in enumerate(ulaw_tone(1000, 2.0)):
+            media.sendto(struct.pack("!BBHII", 0x80, 0, i + 1, i * 160, 0xC0FFEE) + frame, dest)
+            await asyncio.sleep(0.02)
+            while True:
+                try:
+                    pkt = media.recv(2048)
+                except BlockingIOError:
+                    break
+                if pkt[1] & 0x7F == 0:
+                    heard += pkt[12:]
+        media.close()
+        assert await finish(carrier, tmp_path, "carrier") == 0
+        await bob.wait_for_event("CALL_CLOSED")
+        await stack.wait_event("ended")
+        assert len(heard) > 8000, "less than a second of audio reached the carrier"
+        assert dominant(bytes(heard[1600:])) == 600
+        assert dominant_frequency(bob.recorded_wav("dec")) == 1000, bob.log_tail()
+        invite = next(e for e in stack.events if e.kind == "sip_out" and e.payload["first_line"].startswith("INVITE sips:"))
+        assert invite.payload["transport"] == "tls"
+        assert "RTP/AVP" in invite.payload["message"] and "a=crypto" not in invite.payload["message"]

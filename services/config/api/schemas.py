@@ -165,6 +165,9 @@ class SipTargetBase(BaseModel):
     priority: Priority = 10
     weight: Weight = 10
     enabled: bool = True
+    media_encryption: Literal["srtp", "none"] | None = Field(
+        None, description='"srtp" (SDES, AES_CM_128_HMAC_SHA1_80) or "none" (plain RTP). Default: "srtp" for '
+        'sips: or transport=tls targets, "none" otherwise. TLS with "none" is allowed; "srtp" needs TLS.')
 
 
 class SipTargetIn(SipTargetBase, Input):
@@ -178,6 +181,7 @@ class SipTargetPublic(SipTargetBase, Output):
     has_password: bool
     transport: Literal["udp", "tcp", "tls"]
     secure_media: bool
+    media_encryption: Literal["srtp", "none"] = Field(description="What this target's media uses.")  # type: ignore[assignment]
     tls: TlsOptionsPublic
 
 
@@ -188,6 +192,9 @@ class ReceivingNumberBase(BaseModel):
     ring_timeout: RingTimeout = 30
     send_digits: Digits | None = Field(None, description="DTMF after answer; w = 0.5 s pause, e.g. ww123#")
     region: Region | None = Field(None, description="Preferred signaling region code, e.g. us1.")
+    nat: Literal["auto", "off"] = Field(
+        "auto", description='"auto": a client whose SDP or Contact address is private (or not where its '
+        'signaling comes from) gets media and in-dialog requests at its signaling source. "off": trust its SDP.')
 
 
 class ReceivingNumberCreate(ReceivingNumberBase, Input):
@@ -204,11 +211,12 @@ class ReceivingNumberUpdate(Input):
     ring_timeout: RingTimeout | None = None
     send_digits: Digits | None = None
     region: Region | None = None
+    nat: Literal["auto", "off"] | None = None
     sip_targets: list[SipTargetIn] | None = Field(
         None, min_length=1, max_length=16,
         description="Replaces the whole list; give a target's id to keep its password/client key.")
 
-    _nulls = field_validator("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets")(_not_null)
+    _nulls = field_validator("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets", "nat")(_not_null)
     _kind = field_validator("dial_sip_client")(_sip_client_only)
 
 

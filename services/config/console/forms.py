@@ -69,6 +69,7 @@ def receiving_number_body(f: Form, *, edit: bool) -> dict[str, Any]:
                 t["password"] = None
             _put(t, "priority", f.text(p + "priority"))
             _put(t, "weight", f.text(p + "weight"))
+            _put(t, "media_encryption", f.text(p + "media_encryption"))
             t["enabled"] = f.on(p + "enabled") or not f.on(p + "enabled_shown")
             tls: dict[str, Any] = {"verify": f.on(p + "tls.verify") or not f.on(p + "tls.verify_shown")}
             _put(tls, "ca_pem", f.text(p + "tls.ca_pem"))
@@ -79,6 +80,7 @@ def receiving_number_body(f: Form, *, edit: bool) -> dict[str, Any]:
             targets.append(t)
     body["sip_targets"] = targets
     _put(body, "ring_timeout", f.text("ring_timeout"))
+    _put(body, "nat", f.text("nat"))
     if edit:
         body["send_digits"] = f.text("send_digits")
         body["region"] = f.text("region")
@@ -92,7 +94,7 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
     """What the form shows: the stored receiving number, or what was just posted (after an
     error). Passwords and client keys are never among them."""
     if f is not None:
-        v: dict[str, Any] = {k: f.get(k) for k in ("name", "ring_timeout", "send_digits", "region")}
+        v: dict[str, Any] = {k: f.get(k) for k in ("name", "ring_timeout", "send_digits", "region", "nat")}
         v["dial_sip_client"] = f.on("dial_sip_client")
         v["enabled"] = f.on("enabled")
         rows = []
@@ -100,6 +102,7 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
             p = f"sip_targets[{i}]."
             rows.append({"id": f.get(p + "id"), "uri": f.get(p + "uri"), "username": f.get(p + "username"),
                          "priority": f.get(p + "priority", "10"), "weight": f.get(p + "weight", "10"),
+                         "media_encryption": f.get(p + "media_encryption"),
                          "enabled": f.on(p + "enabled") or not f.on(p + "enabled_shown"),
                          "has_password": f.get(p + "has_password") == "1",
                          "has_client_key": f.get(p + "has_client_key") == "1",
@@ -110,22 +113,25 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
         return v
     # A new receiving number starts with "Dial SIP Client" off: turning it on is the step users know.
     v = {"name": "", "ring_timeout": "30", "send_digits": "", "region": "", "dial_sip_client": False,
-         "enabled": True}
+         "enabled": True, "nat": "auto"}
     stored: list[dict[str, Any]] = []
     if rn is not None:
         v.update(name=rn["name"], ring_timeout=str(rn["ring_timeout"]), send_digits=rn.get("send_digits") or "",
-                 region=rn.get("region") or "", dial_sip_client=rn["dial_sip_client"], enabled=rn["enabled"])
+                 region=rn.get("region") or "", dial_sip_client=rn["dial_sip_client"], enabled=rn["enabled"],
+                 nat=rn.get("nat") or "auto")
         stored = rn["sip_targets"]
     rows = []
     for i in range(TARGET_ROWS):
         t = stored[i] if i < len(stored) else None
         if t is None:
             rows.append({"id": "", "uri": "", "username": "", "priority": "10", "weight": "10", "enabled": True,
+                         "media_encryption": "",
                          "has_password": False, "has_client_key": False,
                          "tls": {"verify": True, "ca_pem": "", "client_cert_pem": ""}})
         else:
             rows.append({"id": t["id"], "uri": t["uri"], "username": t.get("username") or "",
                          "priority": str(t["priority"]), "weight": str(t["weight"]), "enabled": t["enabled"],
+                         "media_encryption": t.get("media_encryption") or "",
                          "has_password": t["has_password"], "has_client_key": t["tls"]["has_client_key"],
                          "tls": {"verify": t["tls"]["verify"], "ca_pem": t["tls"].get("ca_pem") or "",
                                  "client_cert_pem": t["tls"].get("client_cert_pem") or ""}})

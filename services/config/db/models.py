@@ -81,6 +81,7 @@ class ReceivingNumber(Timestamps, Base):
     ring_timeout: Mapped[int] = mapped_column(Integer, default=30)
     send_digits: Mapped[str | None] = mapped_column(String(64), nullable=True)
     region: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    nat: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 
     targets: Mapped[list[SipTargetRow]] = relationship(
@@ -111,6 +112,8 @@ class SipTargetRow(Base):
     tls_ca_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_client_cert_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_client_key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    media_encryption: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """"srtp" or "none"; NULL follows the URI (SRTP on TLS)."""
 
     receiving_number: Mapped[ReceivingNumber] = relationship(back_populates="targets")
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from proto import nat
 from proto.events import (
     Answered,
     CallEventBody,
@@ -24,6 +25,7 @@ from proto.events import (
     MediaAllocated,
     MediaFailover,
     MediaRefresh,
+    NatDetected,
     OriginatedRemotely,
     Received,
     Resolved,
@@ -44,10 +46,21 @@ from ..sip.sdp import (
     parse_sdp,
     validate_answer,
 )
+from ..sip.uri import SipUri, parse_uri
+from ..transport import Addr
 from .carrier_fsm import CarrierLegMachine, Do, Input, State
 from .client_leg import ClientLeg
 from .context import ClientLegHandle, LegContext
-from .helpers import ALLOW, SDP, answer_refresh, bye_with_reason, media_update, reason_header, send_info
+from .helpers import (
+    ALLOW,
+    SDP,
+    answer_refresh,
+    bye_with_reason,
+    media_update,
+    media_warning,
+    reason_header,
+    send_info,
+)
 from .numbers import NotANumber, caller_of, tracking_number
 from .policy import record_result
 from .remote import RemoteClientLeg
@@ -88,6 +101,7 @@ class Call(Runner[Input, Do]):
         self.decision: RoutingDecision | None = None
         self.allocation: MediaAllocation | None = None
         self.carrier_offer: SessionDescription | None = None
+        self._nat_reported = False
         self.local_sdp: SessionDescription | None = None  # what we sent the carrier
         self.media: NegotiatedMedia | None = None  # the carrier's side, as negotiated
         self.sdp_version = 1
@@ -163,7 +177,7 @@ class Call(Runner[Input, Do]):
                 raise CallSetupError(getattr(e, "status", 400), f"Bad SDP: {e}") from None
             probe = answer_offer(self.carrier_offer, "127.0.0.1", 9)
             if isinstance(probe, SdpRejection):
-                raise CallSetupError(probe.status, probe.reason)
+                raise CallSetupError(probe.status, probe.reason, extra_headers=[media_warning(probe.reason)])
 
         self.decision = decision = await self.backends.resolve(RoutingRequest(
             call_id=self.id, tracking_number=number, caller=caller, caller_name=caller_name,
@@ -176,8 +190,9 @@ class Call(Runner[Input, Do]):
         if self.machine.terminal:
             return  # the CANCEL ended it
 
-        secure = decision.secure_media or any(t.secure_media for t in decision.targets)
-        await self._allocate_media(decision.region_preference or self.settings.region, secure)
+        # The first target's media; the client leg re-keys the worker's B side for each
+        # next target that needs other media (SRTP with its own key, or plain RTP).
+        await self._allocate_media(decision.region_preference or self.settings.region, decision.targets[0].secure_media)
         if self.machine.terminal:
             return
         await self._prepare_a_leg()
@@ -278,7 +293,29 @@ class Call(Runner[Input, Do]):
 
     async def _update_media(self, media: NegotiatedMedia) -> None:
         assert self.allocation is not None
-        await self.backends.update(self.allocation.worker_id, media_update(self.id, "a", media))
+        # A carrier's media gateways often send from other public IPs than its proxies: only
+        # a private SDP address counts as NAT on this leg (mismatch=False).
+        source = self.incoming.source.host
+        latch = nat.latch_host(self.settings.carrier_nat, media.remote_address, source, mismatch=False)
+        if latch is not None and not self._nat_reported:
+            self._nat_reported = True
+            await self.emit(NatDetected(leg="a", sdp_address=media.remote_address,
+                                        source=f"{source}:{self.incoming.source.port}"))
+        await self.backends.update(self.allocation.worker_id, media_update(self.id, "a", media, latch))
+
+    @property
+    def _carrier_dest(self) -> Addr | None:
+        """The carrier's source address when its Contact is private (proto.nat)."""
+        dialog = self.incoming.dialog
+        if dialog is None:
+            return None
+        try:
+            contact = parse_uri(dialog.remote_target)
+        except Exception:
+            return None
+        host = contact.host if isinstance(contact, SipUri) else None
+        src = self.incoming.source
+        return src if nat.contact_is_nated(self.settings.carrier_nat, host, src.host) else None
 
     async def _prepare_a_leg(self) -> None:
         """Answer the carrier's offer with the worker's A side now, so the worker knows
@@ -313,7 +350,7 @@ class Call(Runner[Input, Do]):
         dialog = self.incoming.dialog
         if dialog is None or dialog.terminated:
             return 481
-        return await send_info(self.ep, dialog, request)
+        return await send_info(self.ep, dialog, request, dest=self._carrier_dest)
 
     async def client_ended(self, reason: str) -> None:
         await self.send(In.LEG_ENDED, reason)
@@ -421,7 +458,7 @@ class Call(Runner[Input, Do]):
 
     async def _bye(self, bye: Request) -> None:
         try:
-            sent = await self.ep.request(bye)
+            sent = await self.ep.request(bye, self._carrier_dest)
             await sent.final()
         except Exception as e:
             log.info("BYE not completed: %s", e)
@@ -456,7 +493,7 @@ class Call(Runner[Input, Do]):
         worker bridges both."""
         assert self.allocation is not None
         timer_headers = self._session_timer_headers()
-        if await answer_refresh(self, incoming, self.allocation.a, self.settings.srtp_key_padding, timer_headers):
+        if await answer_refresh(self, incoming, self.allocation.a, timer_headers):
             assert self.media is not None and self.local_sdp is not None
             await self._update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer_headers)

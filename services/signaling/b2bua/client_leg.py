@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from proto import nat
 from proto.events import (
     AttemptFailed,
     AuthFailed,
@@ -21,6 +22,7 @@ from proto.events import (
     Dialing,
     Hold,
     MediaRefresh,
+    NatDetected,
     Ringing,
     RingTimeout,
     SendDigits,
@@ -80,6 +82,11 @@ class ClientLeg(Runner[Input, Do]):
         self._candidates: list[Addr] = []
         self._realms: set[str] = set()
         self._tx_attempts: list[str] = []
+        self._offered = False
+        """The worker's B side went into an offer already: the next target gets it fresh."""
+        self._nat_dest: Addr | None = None
+        """Where in-dialog requests go when the client's Contact is private (proto.nat)."""
+        self._nat_reported = False
         self._error: CallSetupError | None = None
         self._outcome: asyncio.Future[list[Attempt] | None] = asyncio.get_running_loop().create_future()
 
@@ -99,8 +106,33 @@ class ClientLeg(Runner[Input, Do]):
     async def emit(self, body: CallEventBody) -> None:
         await self.ctx.events.emit(self.id, body)
 
+    @property
+    def _source(self) -> Addr | None:
+        """Where the client's signaling comes from: the address its INVITE transaction
+        reached, the one its responses come from."""
+        target = getattr(self.handle, "target", None)
+        return target if isinstance(target, Addr) else None
+
     async def update_media(self, media: NegotiatedMedia) -> None:
-        await self.ctx.backends.update(self.allocation.worker_id, media_update(self.id, "b", media))
+        source = self._source
+        latch = nat.latch_host(self.decision.nat, media.remote_address, source.host if source else None)
+        if latch is not None and source is not None and not self._nat_reported:
+            self._nat_reported = True
+            await self.emit(NatDetected(leg="b", sdp_address=media.remote_address, source=f"{source.host}:{source.port}"))
+        await self.ctx.backends.update(self.allocation.worker_id, media_update(self.id, "b", media, latch))
+
+    def _fix_contact(self, remote_target: str) -> Addr | None:
+        """A private Contact cannot be reached from here: send in-dialog requests (and
+        the ACK) to where the responses came from, as Kamailio's fix_nated_contact does."""
+        source = self._source
+        try:
+            contact = parse_uri(remote_target)
+        except Exception:
+            return None
+        host = contact.host if isinstance(contact, SipUri) else None
+        if source is None or not nat.contact_is_nated(self.decision.nat, host, source.host):
+            return None
+        return source
 
     # -- what the carrier's side calls (ClientLegHandle)
 
@@ -123,7 +155,7 @@ class ClientLeg(Runner[Input, Do]):
             if h is not None and not h.done:
                 await h.cancel(Reason("SIP", 503, "failed"))
             elif h is not None and h.dialog is not None and not h.dialog.terminated and self.answered:
-                await self.ep.request(bye_with_reason(h.dialog, 503, "failed"), tls=self.tls,
+                await self.ep.request(bye_with_reason(h.dialog, 503, "failed"), self._nat_dest, tls=self.tls,
                                       server_name=self.server_name)
         except Exception as e:
             log.info("client leg not cleaned up: %s", e)
@@ -144,7 +176,8 @@ class ClientLeg(Runner[Input, Do]):
         h = self.handle
         if h is None or h.dialog is None or h.dialog.terminated:
             return 481
-        return await send_info(self.ep, h.dialog, request, tls=self.tls, server_name=self.server_name)
+        return await send_info(self.ep, h.dialog, request, tls=self.tls, server_name=self.server_name,
+                               dest=self._nat_dest)
 
     def release(self) -> None:
         for sip_call_id in self._sip_call_ids:
@@ -227,7 +260,9 @@ class ClientLeg(Runner[Input, Do]):
             metrics.FAILOVERS.labels("target").inc()
         elif do is Do.ACK:
             if self.handle is not None:
-                await self.handle.ack()
+                if self.handle.dialog is not None:
+                    self._nat_dest = self._fix_contact(self.handle.dialog.remote_target)
+                await self._ack(self.handle)
         elif do is Do.CHECK_ANSWER:
             assert isinstance(payload, Response)
             return await self._check_answer(payload)
@@ -255,6 +290,7 @@ class ClientLeg(Runner[Input, Do]):
             payload.respond(481)  # type: ignore[attr-defined]
         elif do is Do.REPORT_ANSWERED:
             self._settle(None)
+            self.spawn(self._key_lifetime())
         elif do is Do.REPORT_FAILED:
             self._settle(list(m.attempts))
         elif do is Do.RAISE:
@@ -288,12 +324,23 @@ class ClientLeg(Runner[Input, Do]):
         them), then its INVITE."""
         target = self.target
         b = self.allocation.b
+        if self._offered or b.secure != target.secure_media:
+            # Each attempt gets the media it needs: its own SRTP key, or plain RTP; what an
+            # earlier target's answer told the worker is forgotten (no mixed-target 503s).
+            try:
+                b = await self.ctx.backends.rekey(self.allocation.worker_id, self.id, target.secure_media)
+            except CallSetupError as e:
+                return In.UNUSABLE, attempt(target.uri, Result.MEDIA_FAILED, reason=e.reason)
+            self.allocation.b = b
+        self._offered = True
+        self._nat_dest = None
+        self._nat_reported = False
         key = base64.b64decode(b.crypto.key_salt_b64) if (b.secure and b.crypto) else None
         if target.secure_media and key is None:
             return In.UNUSABLE, attempt(target.uri, Result.MEDIA_FAILED,
                                         reason="SRTP required but the worker gave no key")
         offer = build_offer(b.address, b.port, srtp_key=key if target.secure_media else None,
-                            telephone_event_pt=b.telephone_event_pt, pad_base64=self.settings.srtp_key_padding)
+                            telephone_event_pt=b.telephone_event_pt)
         self.local_sdp = offer
         try:
             uri = parse_uri(target.uri)
@@ -397,7 +444,8 @@ class ClientLeg(Runner[Input, Do]):
         cseq = resp.cseq
         prack = dialog.create_request("PRACK", headers=[("RAck", f"{rseq} {cseq.seq} {cseq.method}")])
         try:
-            await self.ep.request(prack, tls=self.tls, server_name=self.server_name)
+            await self.ep.request(prack, self._fix_contact(dialog.remote_target), tls=self.tls,
+                                  server_name=self.server_name)
         except Exception as e:  # the INVITE's outcome tells the rest
             log.info("PRACK not sent: %s", e)
 
@@ -407,6 +455,14 @@ class ClientLeg(Runner[Input, Do]):
         if isinstance(media, SdpRejection):
             return In.MEDIA_BAD, attempt(self.target.uri, Result.MEDIA_FAILED, 488, media.reason)
         self.media = media
+        dialog = self.handle.dialog if self.handle is not None else None
+        if dialog is not None:
+            self._nat_dest = self._fix_contact(dialog.remote_target)
+            if self._nat_dest is not None:
+                d = self._nat_dest
+                await self.emit(NatDetected(leg="b", sdp_address=media.remote_address, contact=dialog.remote_target,
+                                            source=f"{d.host}:{d.port}"))
+                self._nat_reported = True
         try:
             await self.update_media(media)
         except CallSetupError as e:
@@ -414,10 +470,46 @@ class ClientLeg(Runner[Input, Do]):
             return In.MEDIA_ERROR, None
         return In.MEDIA_OK, None
 
+    async def _key_lifetime(self) -> None:
+        """Honour the lifetime of the client's SRTP master key (RFC 4568 §6.1: the key
+        must not be used past it): if the call could outlive it, end the call shortly
+        before it runs out, unless a re-INVITE brought a new key meanwhile. Phones send
+        `|2^31` (Grandstream): 497 days at 50 packets/s, never reached."""
+        while not self.machine.terminal and self.media is not None and self.media.remote_crypto is not None:
+            crypto = self.media.remote_crypto
+            packets = crypto.lifetime_packets
+            if packets is None:
+                return
+            seconds = packets * (self.media.ptime or 20) / 1000.0
+            limit = self.settings.max_call_duration
+            if limit > 0 and seconds > limit:
+                return  # the call ends at its maximum duration first
+            try:  # until shortly before it runs out, or the end of the call, whichever is first
+                await asyncio.wait_for(self.over.wait(), max(0.0, seconds * 0.95 - 1.0))
+                return
+            except TimeoutError:
+                pass
+            current = self.media.remote_crypto if self.media is not None else None
+            if current is not None and current.key_salt != crypto.key_salt:
+                continue  # re-keyed by the client: watch the new key
+            if self.machine.terminal:
+                return
+            log.info("client's SRTP key lifetime (%s) runs out: ending the call", crypto.lifetime,
+                     extra={"call_id": self.id})
+            await self.send(In.HANG_UP, (200, "SRTP key lifetime reached"))
+            await self.peer.client_ended("SRTP key lifetime reached")
+            return
+
+    async def _ack(self, handle: ClientRequest) -> None:
+        if self._nat_dest is not None:
+            await handle.ack(dest=self._nat_dest)
+        else:
+            await handle.ack()
+
     async def _bye(self, bye: Request, *, report: bool) -> None:
         """Send a BYE; the leg's own one reports its answer (the machine bounds the wait)."""
         try:
-            sent = await self.ep.request(bye, tls=self.tls, server_name=self.server_name)
+            sent = await self.ep.request(bye, self._nat_dest, tls=self.tls, server_name=self.server_name)
             if report:
                 await sent.final()
         except Exception as e:
@@ -436,7 +528,7 @@ class ClientLeg(Runner[Input, Do]):
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
         """A re-INVITE or UPDATE from the client (hold, resume, new address, refresh)."""
-        if await answer_refresh(self, incoming, self.allocation.b, self.settings.srtp_key_padding):
+        if await answer_refresh(self, incoming, self.allocation.b):
             assert self.media is not None and self.local_sdp is not None
             await self.update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)

@@ -66,6 +66,17 @@ def test_provision_from_the_shell(api: LiveApi, capsys: pytest.CaptureFixture[st
     assert code == 1 and "error 422" in err and "number:" in err
     code, _, err = run(capsys, "receiving", "add", "--name", "x", "--uri", "sips:a@pbx.example.com;transport=udp")
     assert code == 1 and "sip_targets[0].uri: transport" in err
+    # TLS with plain RTP, NAT detection off; SRTP over UDP refused naming the field.
+    code, out, err = run(capsys, "receiving", "add", "--name", "Tls", "--uri", "sips:100@pbx.example.com",
+                         "--media-encryption", "none", "--nat", "off", "--json")
+    assert code == 0, err
+    tls_rn = json.loads(out)
+    assert tls_rn["nat"] == "off" and tls_rn["sip_targets"][0]["media_encryption"] == "none"
+    code, out, err = run(capsys, "receiving", "update", tls_rn["id"], "--nat", "auto", "--json")
+    assert code == 0 and json.loads(out)["nat"] == "auto", err
+    code, _, err = run(capsys, "receiving", "add", "--name", "x", "--uri", "sip:a@pbx.example.com",
+                       "--media-encryption", "srtp")
+    assert code == 1 and "sip_targets[0].media_encryption" in err
     code, _, err = run(capsys, "receiving", "delete", rn["id"])
     assert code == 1 and "error 409" in err
     code, _, _ = run(capsys, "numbers", "delete", items[0]["id"])

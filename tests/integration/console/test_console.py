@@ -361,6 +361,25 @@ async def test_a_bad_certificate_opens_its_tls_section_with_the_error(console: C
     assert '<details class="more" open>' in r.text and '<details class="tls" open>' in r.text
 
 
+async def test_media_encryption_and_nat_detection_from_the_form(console: Console) -> None:
+    """TLS with plain RTP and NAT detection off; SRTP on a UDP target is refused next to its select."""
+    _, key, b = await signed_in(console)
+    await b.get("/numbers/receiving/new")
+    base = {"name": "TLS, no SRTP", "dial_sip_client": "on", "enabled": "on",
+            "sip_targets[0].uri": "sip:100@pbx.example.com", "sip_targets[0].media_encryption": "srtp",
+            "nat": "off"}
+    r = await b.post("/numbers/receiving/new", base, follow=False)
+    assert r.status_code == 422 and "TLS" in field_error(r.text, "sip_targets-0-media_encryption")
+    assert '<option value="srtp" selected>' in r.text and '<option value="off" selected>' in r.text
+    r = await b.post("/numbers/receiving/new", {**base, "sip_targets[0].uri": "sips:100@pbx.example.com",
+                                                "sip_targets[0].media_encryption": "none"}, follow=False)
+    assert r.status_code == 303, r.text
+    [rn] = (await console.api.get("/v1/receiving-numbers", headers={"Authorization": f"Bearer {key}"})).json()["items"]
+    assert rn["nat"] == "off" and rn["sip_targets"][0]["media_encryption"] == "none"
+    r = await b.get(f"/numbers/receiving/{rn['id']}")
+    assert '<option value="none" selected>' in r.text and '<option value="off" selected>' in r.text
+
+
 async def test_calls_are_paged_filtered_and_a_call_page_says_when_events_are_away(console: Console) -> None:
     from datetime import UTC, datetime, timedelta
 

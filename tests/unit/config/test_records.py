@@ -196,6 +196,7 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     await sig.emit("c1", pe.Ringing(status=180, early_media=False))
     await sig.emit("c1", pe.RingTimeout(target=c, rang=True))
     await sig.emit("c1", pe.Dialing(target=a, transport="udp", dest="192.0.2.5:5060", candidates=1))
+    await sig.emit("c1", pe.NatDetected(leg="b", sdp_address="192.168.77.10", source="192.0.2.5:5060"))
     await sig.emit("c1", pe.Answered(target=a, secure=True, pdd_ms=1234))
     await sig.emit("c1", pe.SendDigits(digits="1"))
     await sig.emit("c1", pe.SendDigitsFailed(digits="2", reason="no"))
@@ -205,7 +206,8 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     await med.emit("c1", pe.MediaTimeout(seconds=30.0))
     await sig.emit("c1", pe.GenericEvent(kind="transferred", payload={"to": "sip:d@pbx"}))
     stats = MediaStats(call_id="c1", worker_id="media-9", a=LegStats(lost=3, jitter_ms=4.0, srtp_failures=1),
-                       b=LegStats(lost=4, jitter_ms=6.5, packets_in=99), mos=4.2, duration=12.0)
+                       b=LegStats(lost=4, jitter_ms=6.5, packets_in=99, nat=True, latched="192.0.2.5:40000"),
+                       mos=4.2, duration=12.0)
     await med.emit("c1", pe.MediaStatsReport.of(stats))
     await sig.emit("c1", pe.Ended(by="callee", reason="normal clearing", duration=9.5, result="completed",
                                   media=stats))
@@ -231,6 +233,8 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
         "completed", "callee", "normal clearing", 9.5, 200)
     assert (rec.mos, rec.packets_lost, rec.jitter_ms, rec.srtp_failures) == (4.2, 7, 6.5, 1)
     assert rec.media["worker_id"] == "media-9" and rec.media["b"]["packets_in"] == 99
+    # The record says the client was behind a NAT and where its media latched.
+    assert (rec.media["b"]["nat"], rec.media["b"]["latched"]) == (True, "192.0.2.5:40000")
 
     body = {e: b for e, _k, _o, b in implied_events(rec)}
     assert (body["initiated"]["tracking_number"], body["initiated"]["caller"], body["initiated"]["caller_name"],

@@ -57,6 +57,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
     "sip_out": {"transport": "tls", "first_line": "SIP/2.0 100 Trying", "src": "10.0.0.1:5061",
                 "dst": "10.0.0.9:5061", "message": "SIP/2.0 100 Trying\r\n\r\n"},
     "dtmf": {"digit": "#", "leg": "b", "duration_ms": 120},
+    "nat_detected": {"leg": "b", "sdp_address": "192.168.77.10", "contact": "sip:100@192.168.77.10:5060",
+                     "source": "203.0.113.5:5060"},
     "media_timeout": {"seconds": 30.2},
     "media_stats": {"worker_id": "media-1", "a": LEG, "b": {**LEG, "lost": 2}, "mos": 4.3, "duration": 45.5},
 }
