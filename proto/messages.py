@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Transport = Literal["udp", "tcp", "tls"]
 LegName = Literal["a", "b"]
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+TargetHealthState = Literal["up", "down", "unknown"]
 ServiceName = Literal["signaling", "media", "config", "registry"]
 
 
@@ -67,6 +68,26 @@ class SipTarget(Message):
     """Decrypted only in the routing reply; redacted from every event and log."""
     secure_media: bool = False
     tls: TlsOptions = Field(default_factory=TlsOptions)
+    options_ping: bool = False
+    """Probed with OPTIONS (`TargetHealth`); a target seen `down` is skipped at call time."""
+    health: TargetHealthState = "unknown"
+    """As config last heard it when it made the decision."""
+
+
+class PbxOptions(Message):
+    """What a receiving number asks of the client INVITE and of the client's requests
+    (the API's fields of the same names; `proto.sip.passthrough` has the header rules)."""
+
+    diversion: bool = True
+    """Diversion: <sip:{tracking number}@{us}>;reason=unconditional;counter=1 (RFC 5806)."""
+    request_uri_user: Literal["target", "tracking_number"] = "target"
+    """`tracking_number`: the Request-URI's and To's user is the dialled number (E.164)."""
+    forward_pai: bool = True
+    forward_identity: bool = True
+    forward_headers: list[str] = Field(default_factory=list)
+    sip_headers: dict[str, str] = Field(default_factory=dict)
+    transfer: Literal["reject", "same_host", "any"] = "same_host"
+    follow_redirects: Literal["none", "same_host", "any"] = "same_host"
 
 
 class RoutingRequest(Message):
@@ -93,6 +114,7 @@ class RoutingDecision(Message):
     ring_timeout: float = 30.0
     send_digits: str | None = None
     region_preference: str | None = None
+    pbx: PbxOptions = Field(default_factory=PbxOptions)
 
 
 class ConfigEntity(StrEnum):
@@ -300,6 +322,8 @@ class Originate(Message):
     allocation: MediaAllocation
     caller: str | None = None
     caller_name: str | None = None
+    carrier_headers: list[tuple[str, str]] = Field(default_factory=list)
+    """The carrier's header fields the receiving number passes to its PBX (PbxOptions)."""
 
 
 class OriginateResult(Message):

@@ -19,7 +19,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from proto import subjects
-from proto.messages import ConfigChanged, ConfigEntity, RoutingDecision, RoutingRequest, SipTarget, TlsOptions
+from proto.messages import (
+    ConfigChanged,
+    ConfigEntity,
+    PbxOptions,
+    RoutingDecision,
+    RoutingRequest,
+    SipTarget,
+    TlsOptions,
+)
 from services.common.bus import Bus
 from services.common.tasks import cancel_and_wait
 
@@ -48,6 +56,7 @@ class Route:
     ring_timeout: float
     send_digits: str | None
     region: str | None
+    pbx: PbxOptions = field(default_factory=PbxOptions)
     broken: str = ""
     """Why the route cannot be used (e.g. a password sealed with a key not configured)."""
 
@@ -199,11 +208,16 @@ class Resolver:
                 uri=t.uri, transport=uri.transport, priority=t.priority, weight=t.weight, credentials_ref=t.id,
                 username=t.username, password=password, secure_media=uri.secure,
                 tls=TlsOptions(verify=t.tls_verify, ca_pem=t.tls_ca_pem, client_cert_pem=t.tls_client_cert_pem,
-                               client_key_pem=client_key)))
+                               client_key_pem=client_key), options_ping=t.options_ping))
         return Route(number=tn.number, account_id=acc.id, account_active=acc.status == "active",
                      receiving_number_id=rn.id, tracking_enabled=tn.enabled,
                      receiving_enabled=rn.enabled and rn.dial_sip_client, targets=targets,
                      ring_timeout=float(rn.ring_timeout), send_digits=rn.send_digits, region=rn.region,
+                     pbx=PbxOptions(diversion=rn.diversion, request_uri_user=rn.request_uri_user,
+                                    forward_pai=rn.forward_pai, forward_identity=rn.forward_identity,
+                                    forward_headers=list(rn.forward_headers or []),
+                                    sip_headers=dict(rn.sip_headers or {}), transfer=rn.transfer,
+                                    follow_redirects=rn.follow_redirects),
                      broken=broken if not targets else "")
 
     # --- answering ----------------------------------------------------------------
@@ -241,7 +255,7 @@ class Resolver:
         targets = weighted_order(route.targets, self.rng)
         return RoutingDecision(
             ok=True, targets=targets, secure_media=targets[0].secure_media, ring_timeout=route.ring_timeout,
-            send_digits=route.send_digits, region_preference=route.region, **base)
+            send_digits=route.send_digits, region_preference=route.region, pbx=route.pbx, **base)
 
     async def handle(self, req: RoutingRequest) -> RoutingDecision:
         return self.decide(req)

@@ -43,6 +43,7 @@ from ..sip.sdp import (
     parse_sdp,
     validate_answer,
 )
+from . import pbx
 from .carrier_fsm import CarrierLegMachine, Do, Input, State
 from .client_leg import ClientLeg
 from .context import ClientLegHandle, LegContext
@@ -199,11 +200,16 @@ class Call(Runner[Input, Do]):
         if region != self.settings.region:
             remote = RemoteClientLeg(self.ctx, self.id, region, self)
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
-                              caller=caller, caller_name=caller_name)
+                              caller=caller, caller_name=caller_name, carrier_headers=self._forwarded())
             if await remote.start(order):
                 await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
-        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
+        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self,
+                         carrier_headers=self._forwarded())
+
+    def _forwarded(self) -> list[tuple[str, str]]:
+        assert self.decision is not None
+        return pbx.carrier_headers(self.invite.headers, self.decision.pbx)
 
     async def _cancel_seen(self) -> None:
         if not self._cancel_sent:

@@ -36,6 +36,7 @@ from ..sip.message import Request, Response
 from ..sip.sdp import NegotiatedMedia, SdpRejection, SessionDescription, build_offer, validate_answer
 from ..sip.uri import SipUri, parse_uri
 from ..transport import Addr, ClientTlsOptions
+from . import pbx
 from .client_fsm import ClientLegMachine, Do, Input
 from .context import LegContext, LegPeer
 from .helpers import ALLOW_UAC, SDP, answer_refresh, bye_with_reason, media_update, send_info
@@ -58,7 +59,8 @@ class Provisional:
 
 class ClientLeg(Runner[Input, Do]):
     def __init__(self, ctx: LegContext, call_id: str, decision: RoutingDecision, allocation: MediaAllocation,
-                 caller: str | None, caller_name: str | None, peer: LegPeer) -> None:
+                 caller: str | None, caller_name: str | None, peer: LegPeer,
+                 carrier_headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(ctx, ClientLegMachine([t.uri for t in decision.targets], decision.ring_timeout))
         self.machine: ClientLegMachine
         self.ep = ctx.endpoint
@@ -69,6 +71,7 @@ class ClientLeg(Runner[Input, Do]):
         self.caller = caller
         self.caller_name = caller_name
         self.peer = peer
+        self.carrier_headers = carrier_headers or []  # picked by pbx.carrier_headers on the carrier's node
         self.sip_call_id = ""
         self._sip_call_ids: list[str] = []
         self.local_sdp: SessionDescription | None = None
@@ -277,11 +280,11 @@ class ClientLeg(Runner[Input, Do]):
         # RFC 3262: we PRACK reliable provisionals (some PBXs require it, 421 otherwise);
         # RFC 4028: we take part in session timers.
         headers: list[tuple[str, str]] = [("Supported", "100rel, timer")]
-        if self.settings.p_asserted_identity:
-            headers.append(("P-Asserted-Identity", f"<sip:{user}@{host}>"))
+        pai = f"<sip:{user}@{host}>" if self.settings.p_asserted_identity else None
+        parts = pbx.client_invite(target.uri, self.decision, self.id, host, self.carrier_headers, pai)
         return self.ep.create_request(
-            "INVITE", target.uri, from_=f"{disp}<sip:{user}@{host}>", to=f"<{target.uri}>",
-            transport=first.transport, body=offer, content_type=SDP, headers=headers)
+            "INVITE", parts.request_uri, from_=f"{disp}<sip:{user}@{host}>", to=parts.to,
+            transport=first.transport, body=offer, content_type=SDP, headers=headers + parts.headers)
 
     async def _dial(self) -> FollowUp:
         """The target's offer and RFC 3263 candidates (the endpoint fails over between

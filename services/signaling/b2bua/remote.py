@@ -168,7 +168,8 @@ class OriginateServer:
         if order.call_id in self.legs:
             raise HandlerError(409, "this call's client leg is already here")
         peer = BusPeer(ctx, order.call_id)
-        leg = ClientLeg(ctx, order.call_id, order.decision, order.allocation, order.caller, order.caller_name, peer)
+        leg = ClientLeg(ctx, order.call_id, order.decision, order.allocation, order.caller, order.caller_name, peer,
+                        carrier_headers=[(n, v) for n, v in order.carrier_headers])
         self.legs[order.call_id] = leg
         sub = await ctx.bus.subscribe(subjects.call_control(order.call_id, "client"), self._command(leg), LegSignal,
                                       concurrent=False)
