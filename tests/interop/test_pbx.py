@@ -8,6 +8,7 @@ regular expressions (`<ereg check_it="true">`; a failed check fails the scenario
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -64,3 +65,51 @@ async def test_pbx_options_off_send_only_the_tracking_headers(tmp_path: Path) ->
         assert await finish(c, tmp_path, "carrier") == 0
         assert await finish(proc, tmp_path, "pbx") == 0, "the PBX's header checks failed (see pbx.err)"
         await stack.wait_event("answered")
+
+
+async def call_record(stack, call_id: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """GET /v1/calls/{id} once the record has its result."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    async with stack.http() as api:
+        while True:
+            r = await api.get(f"/v1/calls/{call_id}")
+            if r.status_code == 200 and r.json()["result"]:
+                return r.json()  # type: ignore[no-any-return]
+            assert loop.time() < deadline, r.text
+            await asyncio.sleep(0.1)
+
+
+async def test_302_to_a_second_pbx_is_followed(tmp_path: Path) -> None:
+    """A 302 from the first PBX (two Contacts: the second PBX at q=0.9, itself at q=0.1, a loop):
+    the second PBX answers with its audio, the Contact back to the first is never dialled, and
+    /v1/calls records the first target as `redirected`."""
+    async with running_stack(tmp_path) as stack:
+        second, second_uri = await pbx(tmp_path, "second", "client_answer.xml", "-rtp_echo")
+        second_port = second_uri.rsplit(":", 1)[1]
+        first, first_uri = await pbx(tmp_path, "first", "pbx_redirect.xml", "-set", "to_port", second_port)
+        await stack.provision(NUMBER, [{"uri": first_uri}], ring_timeout=10)
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(first, tmp_path, "first") == 0
+        assert await finish(second, tmp_path, "second") == 0
+        redirected_to = f"sip:200@127.0.0.1:{second_port}"
+        assert [e.payload["target"] for e in stack.kinds("dialing")] == [first_uri, redirected_to]
+        answered = await stack.wait_event("answered")
+        assert answered.payload["target"] == redirected_to
+        record = await call_record(stack, answered.call_id)
+        assert record["result"] == "completed"
+        assert [(t["target"], t["result"], t["status"]) for t in record["targets"]] == [
+            (first_uri, "redirected", 302), (redirected_to, "answered", 200)]
+
+
+async def test_302_not_followed_when_the_receiving_number_says_none(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        first, first_uri = await pbx(tmp_path, "first", "pbx_redirect.xml", "-set", "to_port", "9")
+        await stack.provision(NUMBER, [{"uri": first_uri}], follow_redirects="none")
+        c = await carrier(stack, tmp_path, "carrier_rejected.xml")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(first, tmp_path, "first") == 0
+        assert [e.payload["target"] for e in stack.kinds("dialing")] == [first_uri]
+        failed = await stack.wait_event("attempt_failed")
+        assert failed.payload["sip_status"] == 302 and failed.payload["result"] == "rejected"

@@ -67,6 +67,8 @@ class ClientLeg(Runner[Input, Do]):
         self.settings = ctx.settings
         self.id = call_id
         self.decision = decision
+        self.targets = list(decision.targets)  # and the Contacts of 3xx answers, after the one redirected
+        self._redirects = 0
         self.allocation = allocation
         self.caller = caller
         self.caller_name = caller_name
@@ -97,7 +99,7 @@ class ClientLeg(Runner[Input, Do]):
 
     @property
     def target(self) -> SipTarget:
-        return self.decision.targets[self.machine.index]
+        return self.targets[self.machine.index]
 
     async def emit(self, body: CallEventBody) -> None:
         await self.ctx.events.emit(self.id, body)
@@ -349,12 +351,29 @@ class ClientLeg(Runner[Input, Do]):
                 result = classify(resp.status, rang=rang)
                 if handle.error:  # a local 408/503: no response at all, or transport failure
                     result = Result.UNREACHABLE
+                elif 300 <= resp.status < 400 and self._redirect(resp):
+                    result = Result.REDIRECTED
                 retry = resp.retry_after.seconds if resp.retry_after else None
                 tried = attempt(target.uri, result, resp.status, handle.error or resp.reason, retry_after=retry)
                 self._tx_attempts = [f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts]
                 await self.send(ClientLegMachine.final_input(tried), tried, gen=gen)
             if resp.status >= 200:
                 return
+
+    def _redirect(self, resp: Response) -> bool:
+        """A 3xx: its Contacts become the next targets, as the receiving number allows."""
+        if self._redirects >= pbx.MAX_REDIRECTS:
+            return False
+        tried = [t.uri for t in self.targets[: self.machine.index + 1]]
+        new = pbx.redirect_targets(resp.contacts, self.target, self.decision.pbx.follow_redirects, tried,
+                                   self.decision.targets)
+        if not new:
+            return False
+        self._redirects += 1
+        at = self.machine.index + 1
+        self.targets[at:at] = new
+        self.machine.targets[at:at] = [t.uri for t in new]
+        return True
 
     async def _answer_challenge(self, challenge: Response) -> FollowUp:
         """A new INVITE with credentials (§22.2), or the attempt's end when we cannot."""

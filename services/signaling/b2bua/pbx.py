@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from proto.messages import PbxOptions, RoutingDecision
+from proto.messages import PbxOptions, RoutingDecision, SipTarget, TlsOptions, Transport
 from proto.sip import passthrough
+from proto.sip.errors import TargetError
+from proto.sip.target import parse_target
 
-from ..sip.uri import SipUri, parse_uri
+from ..sip.headers import NameAddress
+from ..sip.uri import SipUri, parse_uri, uris_equal
 
 TRACKING_HEADER = "X-Switchboard-Tracking-Number"
 CALL_ID_HEADER = "X-Switchboard-Call-Id"
@@ -68,3 +72,48 @@ def client_invite(target_uri: str, decision: RoutingDecision, call_id: str, host
         headers.append(("P-Asserted-Identity", caller_pai))
     headers.extend(ours.values())
     return InviteParts(request_uri=ruri, to=f"<{ruri}>", headers=headers)
+
+
+MAX_REDIRECTS = 3  # hops a leg follows (a PBX pointing back at itself is a loop, refused anyway)
+
+
+def _host(uri: str) -> str | None:
+    try:
+        parsed = parse_uri(uri)
+    except Exception:
+        return None
+    return parsed.host.lower() if isinstance(parsed, SipUri) else None
+
+
+def redirect_targets(contacts: Sequence[NameAddress], current: SipTarget, policy: str,
+                     tried: Sequence[str], configured: Sequence[SipTarget]) -> list[SipTarget]:
+    """The targets a 3xx sends us to (RFC 3261 §8.1.3.4): its Contacts in q order (highest
+    first, 1.0 when absent), those the policy allows — `same_host`: the host of one of the
+    receiving number's targets; `any` — and none already tried (a loop). A Contact on the
+    current target's host keeps its credentials and TLS options; another host gets none."""
+    if policy == "none":
+        return []
+    hosts = {h for h in (_host(t.uri) for t in configured) if h}
+    ranked = sorted(enumerate(contacts), key=lambda ic: (-(ic[1].q if ic[1].q is not None else 1.0), ic[0]))
+    out: list[SipTarget] = []
+    seen = [parse_uri(u) for u in tried]
+    for _, contact in ranked:
+        uri = contact.uri
+        if not isinstance(uri, SipUri):
+            continue
+        clean = uri.copy(headers=[], password=None)
+        try:
+            checked = parse_target(str(clean))
+        except TargetError:
+            continue
+        if any(uris_equal(clean, s) for s in seen) or any(uris_equal(clean, parse_uri(t.uri)) for t in out):
+            continue  # a loop: we were there already
+        if policy == "same_host" and checked.host not in hosts:
+            continue
+        same = checked.host == _host(current.uri)
+        out.append(SipTarget(
+            uri=str(clean), transport=cast(Transport, checked.transport), priority=current.priority, weight=current.weight,
+            credentials_ref=current.credentials_ref if same else None,
+            username=current.username if same else None, password=current.password if same else None,
+            secure_media=checked.secure, tls=current.tls if same else TlsOptions()))
+    return out

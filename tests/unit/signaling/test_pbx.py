@@ -77,3 +77,27 @@ def test_values_token_or_quoted_string(value: str) -> None:
 def test_other_values_refused(value: str) -> None:
     with pytest.raises(ValueError):
         passthrough.check_sip_header("X-A", value)
+
+
+def contacts(*values: str) -> list:  # type: ignore[type-arg]
+    from services.signaling.sip.headers import NameAddress
+
+    return [NameAddress.parse(v) for v in values]
+
+
+def test_redirects_in_q_order_same_host_only_no_loops() -> None:
+    from proto.messages import SipTarget
+
+    current = SipTarget(uri="sip:100@pbx.example.com", username="u", password="p")
+    other = SipTarget(uri="sip:100@backup.example.com")
+    got = pbx.redirect_targets(contacts(
+        "<sip:300@pbx.example.com>;q=0.2", "<sip:200@backup.example.com>;q=0.9", "<sip:100@pbx.example.com>",
+        "<sip:400@elsewhere.example.org>;q=1.0", "<tel:+15550001111>"), current, "same_host",
+        [current.uri], [current, other])
+    assert [t.uri for t in got] == ["sip:200@backup.example.com", "sip:300@pbx.example.com"]
+    # Credentials stay with their host.
+    assert (got[0].username, got[1].username, got[1].password) == (None, "u", "p")
+    anywhere = pbx.redirect_targets(contacts("<sip:400@elsewhere.example.org;transport=tcp>"), current, "any",
+                                    [current.uri], [current])
+    assert [(t.uri, t.transport) for t in anywhere] == [("sip:400@elsewhere.example.org;transport=tcp", "tcp")]
+    assert pbx.redirect_targets(contacts("<sip:200@pbx.example.com>"), current, "none", [], [current]) == []
