@@ -117,6 +117,38 @@ class RoutingDecision(Message):
     pbx: PbxOptions = Field(default_factory=PbxOptions)
 
 
+class PingTargetsRequest(Message):
+    region: str | None = None
+
+
+class PingTarget(Message):
+    """A target with `options_ping` on: what a signaling node needs to send it OPTIONS."""
+
+    target_id: str
+    uri: str
+    transport: Transport = "udp"
+    tls: TlsOptions = Field(default_factory=TlsOptions)
+    health: TargetHealthState = "unknown"
+    """What config last heard, so a node taking over a target starts from it."""
+
+
+class PingTargets(Message):
+    targets: list[PingTarget] = Field(default_factory=list)
+
+
+class TargetHealthChanged(Message):
+    """A pinged target went `up` or `down` (3 OPTIONS unanswered in a row: down; one answer: up)."""
+
+    target_id: str
+    uri: str
+    health: TargetHealthState
+    previous: TargetHealthState = "unknown"
+    node: str = ""
+    region: str = ""
+    reason: str = ""
+    ts: float = Field(default_factory=now)
+
+
 class ConfigEntity(StrEnum):
     """What a ConfigChanged is about (also the subject's token)."""
 
@@ -391,6 +423,9 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     RoutingRequest,
     RoutingDecision,
     ConfigChanged,
+    PingTargetsRequest,
+    PingTargets,
+    TargetHealthChanged,
     MediaAllocate,
     MediaAllocation,
     MediaUpdate,

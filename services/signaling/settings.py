@@ -28,5 +28,7 @@ class SignalingSettings(CommonSettings):
     bus_timeout: float = 2.0
     trunk_cache: float = 5.0
     """Seconds a carrier-trunk check is reused for the same source address."""
+    options_interval: float = 30.0
+    """Seconds between OPTIONS pings of a target with options_ping on (SWITCHBOARD_OPTIONS_INTERVAL)."""
     t1: float = 0.5
     """RFC 3261 T1 (seconds); T2 and T4 follow the RFC's defaults."""

@@ -113,3 +113,50 @@ async def test_302_not_followed_when_the_receiving_number_says_none(tmp_path: Pa
         assert [e.payload["target"] for e in stack.kinds("dialing")] == [first_uri]
         failed = await stack.wait_event("attempt_failed")
         assert failed.payload["sip_status"] == 302 and failed.payload["result"] == "rejected"
+
+
+async def receiving_number(stack, rn_id: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    async with stack.http() as api:
+        r = await api.get(f"/v1/receiving-numbers/{rn_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+async def wait_health(stack, rn_id: str, index: int, health: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while True:
+        target = (await receiving_number(stack, rn_id))["sip_targets"][index]
+        if target["health"] == health:
+            return target  # type: ignore[no-any-return]
+        assert loop.time() < deadline, target
+        await asyncio.sleep(0.1)
+
+
+async def test_a_pinged_dead_target_is_skipped_and_the_call_reaches_the_second_at_once(tmp_path: Path) -> None:
+    """The first target (priority 1, options_ping) has nothing listening: after 3 unanswered
+    OPTIONS it is `down` on GET, and a call goes straight to the second target — within 2 s of
+    the carrier's INVITE, not after the 10 s ring timeout."""
+    async with running_stack(tmp_path, signaling={"options_interval": 0.3}) as stack:
+        dead = f"sip:100@127.0.0.1:{udp_free_port()}"
+        live, live_uri = await pbx(tmp_path, "live", "client_answer.xml", "-rtp_echo")
+        ids = await stack.provision(NUMBER, [{"uri": dead, "priority": 1, "options_ping": True},
+                                             {"uri": live_uri, "priority": 2}], ring_timeout=10)
+        down = await wait_health(stack, ids["receiving_number_id"], 0, "down")
+        assert down["health_changed_at"]
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        answered = await stack.wait_event("answered")
+        received = next(e for e in stack.kinds("received") if e.call_id == answered.call_id)
+        assert answered.ts - received.ts < 2.0
+        assert [e.payload["target"] for e in stack.kinds("dialing")] == [live_uri]
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(live, tmp_path, "live") == 0
+
+
+async def test_a_target_answering_options_is_up(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, signaling={"options_interval": 0.3}) as stack:
+        proc, uri = await pbx(tmp_path, "pbx", "pbx_options.xml")
+        ids = await stack.provision(NUMBER, [{"uri": uri, "options_ping": True}])
+        up = await wait_health(stack, ids["receiving_number_id"], 0, "up")
+        assert up["options_ping"] is True and up["health_changed_at"]
+        assert await finish(proc, tmp_path, "pbx") == 0
