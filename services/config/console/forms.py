@@ -70,6 +70,7 @@ def receiving_number_body(f: Form, *, edit: bool) -> dict[str, Any]:
             _put(t, "priority", f.text(p + "priority"))
             _put(t, "weight", f.text(p + "weight"))
             t["enabled"] = f.on(p + "enabled") or not f.on(p + "enabled_shown")
+            t["options_ping"] = f.on(p + "options_ping")
             tls: dict[str, Any] = {"verify": f.on(p + "tls.verify") or not f.on(p + "tls.verify_shown")}
             _put(tls, "ca_pem", f.text(p + "tls.ca_pem"))
             _put(tls, "client_cert_pem", f.text(p + "tls.client_cert_pem"))
@@ -101,6 +102,7 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
             rows.append({"id": f.get(p + "id"), "uri": f.get(p + "uri"), "username": f.get(p + "username"),
                          "priority": f.get(p + "priority", "10"), "weight": f.get(p + "weight", "10"),
                          "enabled": f.on(p + "enabled") or not f.on(p + "enabled_shown"),
+                         "options_ping": f.on(p + "options_ping"),
                          "has_password": f.get(p + "has_password") == "1",
                          "has_client_key": f.get(p + "has_client_key") == "1",
                          "tls": {"verify": f.on(p + "tls.verify") or not f.on(p + "tls.verify_shown"),
@@ -121,12 +123,12 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
         t = stored[i] if i < len(stored) else None
         if t is None:
             rows.append({"id": "", "uri": "", "username": "", "priority": "10", "weight": "10", "enabled": True,
-                         "has_password": False, "has_client_key": False,
+                         "options_ping": False, "has_password": False, "has_client_key": False,
                          "tls": {"verify": True, "ca_pem": "", "client_cert_pem": ""}})
         else:
             rows.append({"id": t["id"], "uri": t["uri"], "username": t.get("username") or "",
                          "priority": str(t["priority"]), "weight": str(t["weight"]), "enabled": t["enabled"],
-                         "has_password": t["has_password"], "has_client_key": t["tls"]["has_client_key"],
+                         "options_ping": t.get("options_ping", False), "has_password": t["has_password"], "has_client_key": t["tls"]["has_client_key"],
                          "tls": {"verify": t["tls"]["verify"], "ca_pem": t["tls"].get("ca_pem") or "",
                                  "client_cert_pem": t["tls"].get("client_cert_pem") or ""}})
     v["targets"] = rows

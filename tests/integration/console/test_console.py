@@ -415,3 +415,34 @@ async def test_ids_that_are_not_ids_never_reach_the_api(console: Console) -> Non
     await admin.sign_in(ADMIN)
     r = await admin.post("/accounts/select", {"account_id": "../receiving-numbers"})
     assert r.status_code == 404
+
+
+async def test_receiving_numbers_list_shows_each_pinged_targets_health(console: Console) -> None:
+    """Issue 17's list column, from issue 15's OPTIONS pinging: a pinged target's health and
+    since when; a target that is not pinged says so. The console form keeps options_ping."""
+    from datetime import UTC, datetime
+
+    from services.config.db.models import TargetHealthRow
+
+    _, key, b = await signed_in(console)
+    h = {"Authorization": f"Bearer {key}"}
+    r = await console.api.post("/v1/receiving-numbers", headers=h, json={
+        "name": "Pinged", "sip_targets": [{"uri": "sip:100@pbx.example.com", "options_ping": True},
+                                          {"uri": "sip:100@backup.example.com", "options_ping": True},
+                                          {"uri": "sip:100@spare.example.com"}]})
+    assert r.status_code == 201, r.text
+    rn = r.json()
+    first, second, _ = rn["sip_targets"]
+    async with console.ctx.sessionmaker() as session:
+        session.add(TargetHealthRow(target_id=first["id"], health="down",
+                                    changed_at=datetime(2026, 12, 3, 13, 5, 7, tzinfo=UTC), node="sig-1"))
+        await session.commit()
+    page = (await b.get("/numbers/receiving")).text
+    cells = re.findall(r'<span class="health (\w+)">(\w+)</span>', page)
+    assert cells == [("down", "down"), ("unknown", "unknown")]
+    assert "since <time" in page and "2026-12-03 13:05:07 UTC" in page
+    assert "not pinged" in page
+    # Editing in the console keeps (and shows) the ping setting.
+    form = (await b.get(f"/numbers/receiving/{rn['id']}")).text
+    assert re.search(r'name="sip_targets\[0\]\.options_ping" checked', form)
+    assert re.search(r'<label for="[^"]+">Ping with OPTIONS', form)
