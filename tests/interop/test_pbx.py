@@ -160,3 +160,49 @@ async def test_a_target_answering_options_is_up(tmp_path: Path) -> None:
         up = await wait_health(stack, ids["receiving_number_id"], 0, "up")
         assert up["options_ping"] is True and up["health_changed_at"]
         assert await finish(proc, tmp_path, "pbx") == 0
+
+
+# --- session timers on the client leg (RFC 4028) ---------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["pbx_timer_uac.xml", "pbx_timer_reinvite.xml"])
+async def test_we_refresh_before_the_interval_when_the_pbx_makes_us_refresher(tmp_path: Path,
+                                                                              scenario: str) -> None:
+    """refresher=uac in the PBX's 200 (interval 6 s): the refresh (UPDATE, or a re-INVITE when
+    the PBX does not allow UPDATE) arrives within the interval and the call lives on until the
+    carrier hangs up."""
+    async with running_stack(tmp_path) as stack:
+        proc, uri = await pbx(tmp_path, "pbx", scenario)
+        await stack.provision(NUMBER, [{"uri": uri}])
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "4500")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(proc, tmp_path, "pbx") == 0, "no refresh in time (see pbx.err)"
+        ended = await stack.wait_event("ended")
+        assert ended.payload["by"] == "caller"
+
+
+async def test_422_is_retried_once_with_the_pbxs_min_se(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        proc, uri = await pbx(tmp_path, "pbx", "pbx_422.xml")
+        await stack.provision(NUMBER, [{"uri": uri}])
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "300")
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(proc, tmp_path, "pbx") == 0
+        answered = await stack.wait_event("answered")
+        invites = [e.payload["message"] for e in stack.events if e.call_id == answered.call_id
+                   and e.kind == "sip_out" and e.payload["first_line"].startswith("INVITE")]
+        assert len(invites) == 2 and "Session-Expires: 1200\r\n" in invites[1]
+        assert not stack.kinds("attempt_failed")
+
+
+async def test_no_refresh_from_the_pbx_ends_both_legs_with_a_reason(tmp_path: Path) -> None:
+    """refresher=uas (6 s) and the PBX never refreshes: BYE to the PBX with Reason 408
+    before the interval ends, and the carrier gets its BYE too."""
+    async with running_stack(tmp_path) as stack:
+        proc, uri = await pbx(tmp_path, "pbx", "pbx_timer_uas_silent.xml")
+        await stack.provision(NUMBER, [{"uri": uri}])
+        c = await carrier(stack, tmp_path, "carrier_call_until_bye.xml")
+        assert await finish(proc, tmp_path, "pbx") == 0, "no BYE with a Reason in time (see pbx.err)"
+        assert await finish(c, tmp_path, "carrier") == 0
+        ended = await stack.wait_event("ended")
+        assert "session expired" in ended.payload["reason"]
