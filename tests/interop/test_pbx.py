@@ -9,12 +9,15 @@ regular expressions (`<ereg check_it="true">`; a failed check fails the scenario
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import socket
+import struct
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.sipp import NUMBER, SCENARIOS, carrier, finish, sipp
+from tests.helpers.sipp import NUMBER, SCENARIOS, carrier, finish, media_carrier, sipp
 from tests.helpers.stack import running_stack, udp_free_port
 
 pytestmark = [
@@ -206,3 +209,71 @@ async def test_no_refresh_from_the_pbx_ends_both_legs_with_a_reason(tmp_path: Pa
         assert await finish(c, tmp_path, "carrier") == 0
         ended = await stack.wait_event("ended")
         assert "session expired" in ended.payload["reason"]
+
+
+# --- transfers (REFER, RFC 3515) ---------------------------------------------------------
+
+
+def rtp(seq: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0x1234ABCD) + payload
+
+
+async def echoes(media: socket.socket, port: int, count: int = 25) -> list[bytes]:
+    """Send `count` RTP packets to the worker's carrier side; what comes back."""
+    loop = asyncio.get_running_loop()
+    got: list[bytes] = []
+    for i in range(count):
+        media.sendto(rtp(i + 1, bytes([i + 1]) * 160), ("127.0.0.1", port))
+        await asyncio.sleep(0.02)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                got.append(media.recv(2048)[12:])
+    deadline = loop.time() + 1.5
+    while loop.time() < deadline and len(got) < count // 2:
+        with contextlib.suppress(BlockingIOError):
+            got.append(media.recv(2048)[12:])
+        await asyncio.sleep(0.02)
+    return got
+
+
+async def test_refer_transfers_the_call_to_a_second_pbx_with_its_audio(tmp_path: Path) -> None:
+    """The first PBX answers, then REFERs to the second (same host: allowed by default): 202,
+    NOTIFY 100 Trying, the second PBX rings and answers, NOTIFY 200 OK, BYE to the first; the
+    carrier's audio now reaches the second PBX (it echoes it back; the first never echoes) and
+    the record shows the first target `transferred`, the second answered."""
+    async with running_stack(tmp_path) as stack:
+        second, second_uri = await pbx(tmp_path, "second", "client_answer.xml", "-rtp_echo")
+        second_port = second_uri.rsplit(":", 1)[1]
+        first, first_uri = await pbx(tmp_path, "first", "pbx_refer.xml", "-set", "to_port", second_port)
+        await stack.provision(NUMBER, [{"uri": first_uri}], ring_timeout=10)
+        media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        media.bind(("127.0.0.1", 0))
+        media.setblocking(False)
+        c = await media_carrier(stack, tmp_path, media.getsockname()[1], hold_ms=4000)
+        allocated = await stack.wait_event("media_allocated")
+        transferred = await stack.wait_event("transferred")
+        assert transferred.payload["ok"] is True and transferred.payload["target"] == f"sip:200@127.0.0.1:{second_port}"
+        assert transferred.payload["from_target"] == first_uri
+        got = await echoes(media, allocated.payload["a_port"])
+        media.close()
+        assert await finish(first, tmp_path, "first") == 0, "REFER/NOTIFY checks failed (see first.err)"
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(second, tmp_path, "second") == 0
+        assert len(got) >= 5, "no audio came back from the second PBX"
+        record = await call_record(stack, transferred.call_id)
+        assert record["result"] == "completed"
+        assert [(t["target"], t["result"]) for t in record["targets"]] == [
+            (first_uri, "transferred"), (transferred.payload["target"], "answered")]
+
+
+async def test_refer_refused_when_transfers_are_off(tmp_path: Path) -> None:
+    async with running_stack(tmp_path) as stack:
+        first, first_uri = await pbx(tmp_path, "first", "pbx_refer.xml", "-set", "to_port", "9")
+        await stack.provision(NUMBER, [{"uri": first_uri}], transfer="reject")
+        c = await carrier(stack, tmp_path, "carrier_call.xml", "-d", "1500")
+        await finish(c, tmp_path, "carrier")
+        await finish(first, tmp_path, "first")  # it expected a 202: it fails, that is the point
+        statuses = [e.payload["first_line"] for e in stack.events if e.kind == "sip_out"
+                    and "REFER" in e.payload["message"].split("CSeq:")[1][:20]]
+        assert statuses and statuses[0].startswith("SIP/2.0 403"), statuses
+        assert not stack.kinds("transferred")

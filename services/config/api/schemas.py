@@ -438,7 +438,7 @@ class CallEventList(BaseModel):
 # --- webhooks ----------------------------------------------------------------------------
 
 
-WebhookEvent = Literal["initiated", "ringing", "answered", "completed", "dtmf"]
+WebhookEvent = Literal["initiated", "ringing", "answered", "completed", "dtmf", "transferred"]
 WebhookSecret = Annotated[str, StringConstraints(min_length=16, max_length=200), AfterValidator(_no_control),
                           AfterValidator(_single_line)]
 
@@ -461,14 +461,14 @@ WebhookUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048), Af
 def _unique_events(v: list[str]) -> list[str]:
     if not v:
         raise ValueError("subscribe to at least one event")
-    return sorted(set(v), key=["initiated", "ringing", "answered", "completed", "dtmf"].index)
+    return sorted(set(v), key=["initiated", "ringing", "answered", "completed", "dtmf", "transferred"].index)
 
 
 class WebhookBase(BaseModel):
     url: WebhookUrl = Field(description="Where events are POSTed (http or https).")
     events: Annotated[list[WebhookEvent], AfterValidator(_unique_events)] = Field(
         default_factory=lambda: ["initiated", "ringing", "answered", "completed"],
-        description="Statuses to send: initiated, ringing, answered, completed, dtmf.")
+        description="Statuses to send: initiated, ringing, answered, completed, dtmf, transferred.")
     description: OptName = ""
     enabled: bool = True
 

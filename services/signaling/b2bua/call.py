@@ -46,12 +46,13 @@ from ..sip.sdp import (
 from . import pbx
 from .carrier_fsm import CarrierLegMachine, Do, Input, State
 from .client_leg import ClientLeg
-from .context import ClientLegHandle, LegContext
+from .context import ClientLegHandle, DialogOwner, LegContext
 from .helpers import ALLOW, SDP, answer_refresh, bye_with_reason, media_update, reason_header, send_info
 from .numbers import NotANumber, caller_of, tracking_number
 from .policy import record_result
 from .remote import RemoteClientLeg
 from .runner import FollowUp, Runner
+from .transfer import Transfer
 
 if TYPE_CHECKING:
     from ..endpoint import IncomingRequest
@@ -300,6 +301,21 @@ class Call(Runner[Input, Do]):
 
     async def client_ended(self, reason: str) -> None:
         await self.send(In.LEG_ENDED, reason)
+
+    async def refer(self, leg: DialogOwner, incoming: IncomingRequest) -> None:
+        """A REFER from the client leg (RFC 3515): 202 and a transfer when the receiving
+        number allows it (`transfer`), else the refusal's status."""
+        current: object = self.leg
+        if not isinstance(leg, ClientLeg) or leg is not current or self.decision is None or not self.connected:
+            incoming.respond(481 if leg is not current else 491)
+            return
+        target = pbx.transfer_target(incoming.request.headers.get("Refer-To"), self.decision.pbx.transfer,
+                                     leg.target, self.decision.targets)
+        if isinstance(target, pbx.TransferRefused):
+            incoming.respond(target.status, target.reason)
+            return
+        incoming.respond(202)  # §2.4.2: accepted; the NOTIFYs tell how it goes
+        self.spawn(Transfer(self, leg, incoming, target).run())
 
     # -- from the B2BUA
 

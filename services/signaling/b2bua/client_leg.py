@@ -78,6 +78,7 @@ class ClientLeg(Runner[Input, Do]):
         self.caller_name = caller_name
         self.peer = peer
         self.carrier_headers = carrier_headers or []  # picked by pbx.carrier_headers on the carrier's node
+        self.detached = False  # being transferred away from (REFER): its hang-up does not end the call
         self.sip_call_id = ""
         self._sip_call_ids: list[str] = []
         self.local_sdp: SessionDescription | None = None
@@ -183,6 +184,12 @@ class ClientLeg(Runner[Input, Do]):
         if m == "OPTIONS":
             incoming.respond(200)
             return
+        if m == "REFER":
+            if not current or self.machine.state.name != "CONFIRMED":
+                incoming.respond(481)
+            else:
+                await self.peer.refer(self, incoming)
+            return
         incoming.respond(405, headers=[("Allow", ALLOW_UAC)])
 
     def unprocessed(self, item: object) -> None:
@@ -256,7 +263,8 @@ class ClientLeg(Runner[Input, Do]):
             if self.decision.send_digits:
                 self.spawn(self._send_digits(self.decision.send_digits))
         elif do is Do.PEER_ENDED:
-            await self.peer.client_ended("normal clearing")
+            if not self.detached:
+                await self.peer.client_ended("normal clearing")
         elif do is Do.ANSWER_REFRESH:
             assert payload is not None
             await self.answering(payload, self._refresh(payload))  # type: ignore[arg-type]

@@ -117,3 +117,43 @@ def redirect_targets(contacts: Sequence[NameAddress], current: SipTarget, policy
             username=current.username if same else None, password=current.password if same else None,
             secure_media=checked.secure, tls=current.tls if same else TlsOptions()))
     return out
+
+
+@dataclass(frozen=True)
+class TransferRefused:
+    status: int
+    reason: str
+
+
+def transfer_target(refer_to: str | None, policy: str, current: SipTarget,
+                    configured: Sequence[SipTarget]) -> SipTarget | TransferRefused:
+    """Where a REFER from the PBX sends the call (RFC 3515 §2.4.1), or why not.
+
+    `reject`: 403. `same_host`: the Refer-To host must be the host of one of this receiving
+    number's targets, whose digest credentials and TLS options then go along; `any`: any
+    sip:/sips: URI, without credentials. A Refer-To with Replaces is an attended transfer
+    (RFC 3891), which we do not do: 501, said plainly."""
+    if policy == "reject":
+        return TransferRefused(403, "transfers are off for this number")
+    if not refer_to:
+        return TransferRefused(400, "Missing Refer-To")
+    try:
+        uri = NameAddress.parse(refer_to).uri
+    except Exception:
+        return TransferRefused(400, "Bad Refer-To")
+    if not isinstance(uri, SipUri):
+        return TransferRefused(416, "Refer-To must be a sip: or sips: URI")
+    if any(name.lower() == "replaces" for name, _ in uri.headers):
+        return TransferRefused(501, "attended transfer (Replaces) is not supported")
+    clean = uri.copy(headers=[], password=None)
+    try:
+        checked = parse_target(str(clean))
+    except TargetError as e:
+        return TransferRefused(400, f"Bad Refer-To: {e}")
+    same = next((t for t in configured if _host(t.uri) == checked.host), None)
+    if policy == "same_host" and same is None:
+        return TransferRefused(403, "transfer target is not a host of this number's SIP clients")
+    return SipTarget(uri=str(clean), transport=cast(Transport, checked.transport), priority=current.priority,
+                     weight=current.weight, credentials_ref=same.credentials_ref if same else None,
+                     username=same.username if same else None, password=same.password if same else None,
+                     secure_media=checked.secure, tls=same.tls if same else TlsOptions())

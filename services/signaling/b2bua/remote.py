@@ -20,10 +20,11 @@ from services.common.errors import BusError, HandlerError, NoResponders
 
 from ..errors import CallSetupError
 from .client_leg import ClientLeg
-from .context import LegContext, LegPeer
+from .context import DialogOwner, LegContext, LegPeer
 from .policy import Attempt, Result, attempt
 
 if TYPE_CHECKING:
+    from ..endpoint import IncomingRequest
     from ..sip.message import Request
 
 log = logging.getLogger("switchboard.signaling.remote")
@@ -140,6 +141,10 @@ class BusPeer:
 
     async def relay_info(self, request: Request) -> int:
         return 200  # not relayed across regions: answered here
+
+    async def refer(self, leg: DialogOwner, incoming: IncomingRequest) -> None:
+        # The carrier's leg is on another node: a transfer would need both; not yet.
+        incoming.respond(501, "Transfer across regions is not supported")
 
     async def result(self, attempts: list[Attempt]) -> None:
         await self.ctx.bus.publish(self._subject(), LegSignal(
