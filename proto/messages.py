@@ -251,6 +251,11 @@ class LegStats(Message):
     srtp_failures: int = 0
     dropped: int = 0
     latched: str | None = None
+    held: int = 0
+    """Packets from this leg not relayed because the other side is on hold (its SDP says
+    sendonly/inactive, RFC 3264 §8.4)."""
+    direction: Direction = "sendrecv"
+    """This leg's direction as last signalled."""
 
 
 class MediaStats(Message):

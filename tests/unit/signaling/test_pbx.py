@@ -101,3 +101,27 @@ def test_redirects_in_q_order_same_host_only_no_loops() -> None:
                                     [current.uri], [current])
     assert [(t.uri, t.transport) for t in anywhere] == [("sip:400@elsewhere.example.org;transport=tcp", "tcp")]
     assert pbx.redirect_targets(contacts("<sip:200@pbx.example.com>"), current, "none", [], [current]) == []
+
+
+def test_transfer_target_by_policy() -> None:
+    from proto.messages import SipTarget
+
+    current = SipTarget(uri="sip:100@pbx.example.com", username="u", password="p")
+    configured = [current, SipTarget(uri="sips:100@backup.example.com", username="b", password="q")]
+    same = pbx.transfer_target("<sip:200@PBX.example.com>", "same_host", current, configured)
+    assert isinstance(same, SipTarget) and (same.uri, same.username, same.password) == (
+        "sip:200@PBX.example.com", "u", "p")
+    backup = pbx.transfer_target("<sips:300@backup.example.com>", "same_host", current, configured)
+    assert isinstance(backup, SipTarget) and backup.username == "b" and backup.secure_media
+    refused = pbx.transfer_target("<sip:1@elsewhere.example.org>", "same_host", current, configured)
+    assert isinstance(refused, pbx.TransferRefused) and refused.status == 403
+    anywhere = pbx.transfer_target("sip:1@elsewhere.example.org", "any", current, configured)
+    assert isinstance(anywhere, SipTarget) and anywhere.username is None
+    off = pbx.transfer_target("<sip:200@pbx.example.com>", "reject", current, configured)
+    assert isinstance(off, pbx.TransferRefused) and off.status == 403
+    attended = pbx.transfer_target("<sip:200@pbx.example.com?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>", "any",
+                                   current, configured)
+    assert isinstance(attended, pbx.TransferRefused) and attended.status == 501
+    assert isinstance(pbx.transfer_target(None, "any", current, configured), pbx.TransferRefused)
+    assert pbx.transfer_target("<tel:+15550001111>", "any", current, configured) == pbx.TransferRefused(
+        416, "Refer-To must be a sip: or sips: URI")
