@@ -182,6 +182,8 @@ async def test_we_refresh_before_the_interval_when_the_pbx_makes_us_refresher(tm
         assert await finish(proc, tmp_path, "pbx") == 0, "no refresh in time (see pbx.err)"
         ended = await stack.wait_event("ended")
         assert ended.payload["by"] == "caller"
+        if scenario == "pbx_timer_reinvite.xml":  # the answer to our re-INVITE moved its media: followed
+            assert stack.kinds("media_refresh")[0].payload == {"leg": "b", "method": "INVITE"}
 
 
 async def test_422_is_retried_once_with_the_pbxs_min_se(tmp_path: Path) -> None:

@@ -567,6 +567,7 @@ class ClientLeg(Runner[Input, Do]):
         if request.method == "INVITE":
             if final.is_success:
                 await self.ep.send_ack(dialog.create_ack(request), dialog, tls=self.tls, server_name=self.server_name)
+                await self._recheck_answer(final)
             dialog.pending_outgoing_invite = None
         if final.is_success:
             self._last_refresh = self.ctx.now()
@@ -575,6 +576,22 @@ class ClientLeg(Runner[Input, Do]):
                 self.session = session_timer.SessionTimer(self.session.interval, True, self.session.update)
             return True
         return final.status not in (408, 481)
+
+    async def _recheck_answer(self, final: Response) -> None:
+        """The answer to our refresh re-INVITE (RFC 3264 §8): a PBX may move its media (a
+        new address, hold) even then; the worker follows it. An unusable answer keeps the
+        media as it was (the session itself was refreshed)."""
+        if not final.body or self.local_sdp is None:
+            return
+        media = validate_answer(self.local_sdp, final.body)
+        if isinstance(media, SdpRejection):
+            log.info("refresh answer not usable (%s): media unchanged", media.reason, extra={"call_id": self.id})
+            return
+        if self.media is None or (media.remote_address, media.remote_port, media.direction) != (
+                self.media.remote_address, self.media.remote_port, self.media.direction):
+            self.media = media
+            await self.update_media(media)
+            await self.emit(Hold(leg="b", method="INVITE") if media.on_hold else MediaRefresh(leg="b", method="INVITE"))
 
     async def _session_expired(self, cause: int, reason: str) -> None:
         if self.machine.terminal:
