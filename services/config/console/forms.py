@@ -79,6 +79,7 @@ def receiving_number_body(f: Form, *, edit: bool) -> dict[str, Any]:
             t["tls"] = tls
             targets.append(t)
     body["sip_targets"] = targets
+    body.update(pbx_options_body(f, edit=edit))
     _put(body, "ring_timeout", f.text("ring_timeout"))
     if edit:
         body["send_digits"] = f.text("send_digits")
@@ -87,6 +88,43 @@ def receiving_number_body(f: Form, *, edit: bool) -> dict[str, Any]:
         _put(body, "send_digits", f.text("send_digits"))
         _put(body, "region", f.text("region"))
     return body
+
+
+PBX_SWITCHES = ("diversion", "forward_pai", "forward_identity")
+PBX_CHOICES = ("request_uri_user", "transfer", "follow_redirects")
+
+
+def pbx_options_body(f: Form, *, edit: bool) -> dict[str, Any]:
+    """The PBX options of the form's "More options" (the API's fields; issue 15). A switch
+    left out of the post (an older form) keeps its default."""
+    body: dict[str, Any] = {}
+    for name in PBX_SWITCHES:
+        if f.on(name + "_shown"):
+            body[name] = f.on(name)
+    for name in PBX_CHOICES:
+        _put(body, name, f.text(name))
+    headers = [h.strip() for h in f.get("forward_headers").replace("\n", ",").split(",") if h.strip()]
+    if headers or (edit and f.on("forward_headers_shown")):
+        body["forward_headers"] = headers
+    lines = [ln.strip() for ln in f.get("sip_headers").splitlines() if ln.strip()]
+    if lines or (edit and f.on("sip_headers_shown")):
+        # One "X-Name: value" per line; a line without ':' goes to the API as it is (its 422 says why).
+        body["sip_headers"] = {n.strip(): v.strip() for n, _, v in (ln.partition(":") for ln in lines)}
+    return body
+
+
+def pbx_options_values(rn: dict[str, Any] | None, f: Form | None = None) -> dict[str, Any]:
+    if f is not None:
+        v: dict[str, Any] = {n: f.on(n) or not f.on(n + "_shown") for n in PBX_SWITCHES}
+        v.update({n: f.get(n) for n in (*PBX_CHOICES, "forward_headers", "sip_headers")})
+        return v
+    rn = rn or {}
+    return {"diversion": rn.get("diversion", True), "forward_pai": rn.get("forward_pai", True),
+            "forward_identity": rn.get("forward_identity", True),
+            "request_uri_user": rn.get("request_uri_user", "target"), "transfer": rn.get("transfer", "same_host"),
+            "follow_redirects": rn.get("follow_redirects", "same_host"),
+            "forward_headers": ", ".join(rn.get("forward_headers") or []),
+            "sip_headers": "\n".join(f"{k}: {val}" for k, val in (rn.get("sip_headers") or {}).items())}
 
 
 def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) -> dict[str, Any]:
@@ -109,6 +147,7 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
                                  "ca_pem": f.get(p + "tls.ca_pem"),
                                  "client_cert_pem": f.get(p + "tls.client_cert_pem")}})
         v["targets"] = rows
+        v["pbx"] = pbx_options_values(None, f)
         return v
     # A new receiving number starts with "Dial SIP Client" off: turning it on is the step users know.
     v = {"name": "", "ring_timeout": "30", "send_digits": "", "region": "", "dial_sip_client": False,
@@ -132,4 +171,5 @@ def receiving_number_values(rn: dict[str, Any] | None, f: Form | None = None) ->
                          "tls": {"verify": t["tls"]["verify"], "ca_pem": t["tls"].get("ca_pem") or "",
                                  "client_cert_pem": t["tls"].get("client_cert_pem") or ""}})
     v["targets"] = rows
+    v["pbx"] = pbx_options_values(rn)
     return v
