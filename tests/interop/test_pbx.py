@@ -256,6 +256,9 @@ async def test_refer_transfers_the_call_to_a_second_pbx_with_its_audio(tmp_path:
         transferred = await stack.wait_event("transferred")
         assert transferred.payload["ok"] is True and transferred.payload["target"] == f"sip:200@127.0.0.1:{second_port}"
         assert transferred.payload["from_target"] == first_uri
+        invites = [e.payload["message"] for e in stack.events if e.kind == "sip_out"
+                   and e.payload["first_line"].startswith("INVITE sip:200@")]
+        assert invites and f"Referred-By: <sip:100@127.0.0.1:{first_uri.rsplit(':', 1)[1]}>\r\n" in invites[0]
         got = await echoes(media, allocated.payload["a_port"])
         media.close()
         assert await finish(first, tmp_path, "first") == 0, "REFER/NOTIFY checks failed (see first.err)"

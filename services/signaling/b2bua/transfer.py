@@ -79,8 +79,11 @@ class Transfer:
         self.target = target
         assert call.decision is not None and call.allocation is not None
         decision = call.decision.model_copy(update={"targets": [target]})
+        headers = list(old.carrier_headers)
+        if referred_by := self.refer.headers.get("Referred-By"):
+            headers.append(("Referred-By", referred_by))  # RFC 3892 §3: the new INVITE says who referred
         self.new = ClientLeg(call.ctx, call.id, decision, call.allocation, old.caller, old.caller_name,
-                             TransferPeer(self), carrier_headers=old.carrier_headers)
+                             TransferPeer(self), carrier_headers=headers)
 
     async def run(self) -> None:
         old, new = self.old, self.new
