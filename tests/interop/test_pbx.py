@@ -289,3 +289,25 @@ async def test_refer_refused_when_transfers_are_off(tmp_path: Path) -> None:
                     and "REFER" in e.payload["message"].split("CSeq:")[1][:20]]
         assert statuses and statuses[0].startswith("SIP/2.0 403"), statuses
         assert not stack.kinds("transferred")
+
+
+async def test_pbx_hold_stops_rtp_toward_it(tmp_path: Path) -> None:
+    """The PBX holds (re-INVITE a=sendonly, answered a=recvonly): the carrier's RTP sent once
+    the hold is in place is not relayed to the PBX; the worker's stats count it as held."""
+    async with running_stack(tmp_path) as stack:
+        proc, uri = await pbx(tmp_path, "pbx", "pbx_hold.xml")
+        await stack.provision(NUMBER, [{"uri": uri}])
+        media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        media.bind(("127.0.0.1", 0))
+        c = await media_carrier(stack, tmp_path, media.getsockname()[1], hold_ms=3000)
+        allocated = await stack.wait_event("media_allocated")
+        hold = await stack.wait_event("hold")  # the worker has the new direction before this event
+        assert hold.payload == {"leg": "b", "method": "INVITE"}
+        for i in range(10):
+            media.sendto(rtp(i + 1, b"\x55" * 160), ("127.0.0.1", allocated.payload["a_port"]))
+        assert await finish(c, tmp_path, "carrier") == 0
+        assert await finish(proc, tmp_path, "pbx") == 0
+        media.close()
+        ended = await stack.wait_event("ended")
+        a = ended.payload["media"]["a"]
+        assert a["packets_in"] >= 10 and a["held"] == a["packets_in"] and ended.payload["media"]["b"]["direction"] == "sendonly"
