@@ -42,6 +42,10 @@ class RemoteClientLeg:
         self._result: asyncio.Future[list[Attempt] | None] = asyncio.get_running_loop().create_future()
         self._sub: Subscription | None = None
         self.answered = False
+        # The remote leg starts dialling as soon as it is originated, so its first signals
+        # (a 180) can come before the carrier's side has sent DIALING to its machine, which
+        # would drop them: they wait (in order: the subscription is serial) until run().
+        self._running = asyncio.Event()
 
     async def start(self, order: Originate) -> bool:
         """Ask a node of the region to take the leg; False when the region has none."""
@@ -64,6 +68,7 @@ class RemoteClientLeg:
         return True
 
     async def _signal(self, s: LegSignal) -> Ack | None:
+        await self._running.wait()
         if s.kind == "progress":
             await self.peer.progress(s.status or 180, s.early_media)
         elif s.kind == "answered":
@@ -79,6 +84,7 @@ class RemoteClientLeg:
         return Ack()
 
     async def run(self) -> list[Attempt] | None:
+        self._running.set()
         return await self._result
 
     async def _tell(self, kind: str, reason: str = "") -> None:
@@ -102,6 +108,7 @@ class RemoteClientLeg:
         return  # the other region's node ends its leg
 
     def release(self) -> None:
+        self._running.set()  # a signal still waiting is let through (the call is over)
         asyncio.get_running_loop().create_task(self._unsubscribe())
 
     async def _unsubscribe(self) -> None:
