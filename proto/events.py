@@ -165,6 +165,19 @@ class Failed(EventBody):
     """Every target tried, in order."""
 
 
+class Transferred(EventBody):
+    """The SIP client transferred the call (REFER, RFC 3515): a new client leg to `target`
+    answered (`ok`) and the old one got BYE; or the new leg failed and the old one stays."""
+
+    kind: Literal["transferred"] = "transferred"
+    from_target: str
+    target: str
+    ok: bool = True
+    status: int = 200
+    reason: str = ""
+    referred_by: str | None = None
+
+
 class Ended(EventBody):
     """An answered call hung up, or the caller cancelled (last event)."""
 
@@ -348,7 +361,7 @@ class GenericEvent(EventBody):
 KnownBody = (
     Received | Resolved | OriginatedRemotely | MediaFailover | MediaAllocated | Answered | Hold | MediaRefresh
     | Failed | Ended | Dialing | Challenged | AuthFailed | Ringing | RingTimeout | AttemptFailed | SendDigits
-    | SendDigitsFailed | SipIn | SipOut | Dtmf | NatDetected | MediaTimeout | MediaStatsReport
+    | SendDigitsFailed | SipIn | SipOut | Dtmf | NatDetected | MediaTimeout | MediaStatsReport | Transferred
 )
 """Every kind this version emits."""
 

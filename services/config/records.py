@@ -196,6 +196,17 @@ def _answered(body: events.Answered, rec: CallRecord, ev: CallEvent) -> None:
 
 
 @_fold.register
+def _transferred(body: events.Transferred, rec: CallRecord, ev: CallEvent) -> None:
+    # The client REFERred the call (RFC 3515): the old target is `transferred`, the new one
+    # answered; a failed transfer leaves the call where it was.
+    if body.ok:
+        _attempt(rec, body.from_target, ev.ts, result="transferred", status=202, reason=f"to {body.target}")
+        _attempt(rec, body.target, ev.ts, result="answered", status=200)
+    else:
+        _attempt(rec, body.target, ev.ts, result="failed", status=body.status, reason=body.reason)
+
+
+@_fold.register
 def _dtmf(body: events.Dtmf, rec: CallRecord, ev: CallEvent) -> None:
     key = f"{ev.service}:{ev.node}:{ev.seq}"
     entries = [d for d in (rec.dtmf or []) if d.get("key") != key]

@@ -42,7 +42,7 @@ from .secrets import SecretBox
 
 log = logging.getLogger("switchboard.config.webhooks")
 
-EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf")
+EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf", "transferred")
 SIGNATURE_HEADER = "X-Switchboard-Signature"
 USER_AGENT = "Switchboard-Webhooks/1"
 
@@ -100,6 +100,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 def implied_events(rec: CallRecord) -> list[tuple[str, str, float, dict[str, Any]]]:
     """(event, key, order, body) of every status the call has reached."""
+    from .records import attempts  # records imports this module
     if not rec.account_id:
         return []
     base = {"call_id": rec.id, "account_id": rec.account_id, "tracking_number": rec.tracking_number,
@@ -117,13 +118,20 @@ def implied_events(rec: CallRecord) -> list[tuple[str, str, float, dict[str, Any
         out.append(("dtmf", f"dtmf:{d.get('key')}"[:160], float(d.get("ts") or started),
                     {"ts": d.get("ts"), "digit": d.get("digit"), "leg": d.get("leg"),
                      "duration_ms": d.get("duration_ms")}))
+    for tr in rec.targets or []:
+        # A REFER from the SIP client moved the call (records._transferred): one delivery each.
+        if tr.get("k") == "outcome" and tr.get("result") == "transferred":
+            ts = float(tr.get("ts") or started)
+            out.append(("transferred", f"transferred:{ts}"[:160], ts,
+                        {"ts": ts, "from_target": tr.get("target"), "target": str(tr.get("reason") or "")[3:]}))
     if rec.result is not None:
         t = _ts(rec.ended_at) or started
         # After every DTMF of the call, whatever the clocks of the nodes said.
         order = max([t] + [o for e, _, o, _ in out if e == "dtmf"]) + 1e-6 if rec.dtmf else t
         out.append(("completed", "completed", order,
                     {"ts": t, "result": rec.result, "duration": rec.duration, "sip_status": rec.sip_status,
-                     "reason": rec.reason, "answered_at": _iso(rec.answered_at), "ended_at": _iso(rec.ended_at)}))
+                     "reason": rec.reason, "answered_at": _iso(rec.answered_at), "ended_at": _iso(rec.ended_at),
+                     "targets": [{k: a[k] for k in ("target", "result", "status")} for a in attempts(rec)]}))
     return [(ev, key, order, {"event": ev, **base, **extra}) for ev, key, order, extra in out]
 
 

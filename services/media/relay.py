@@ -113,6 +113,7 @@ class Leg:
         self.receives = True
         """The peer wants our media (sendrecv/recvonly)."""
         self.updated = False
+        self.held = 0  # packets from this leg not relayed: the other side is on hold
         self.latched: tuple[str, int] | None = None
         self.latched_rtcp: tuple[str, int] | None = None
         self.dest: tuple[str, int] | None = None
@@ -151,7 +152,7 @@ class Leg:
         return LegStats(
             packets_in=self.packets_in, packets_out=self.packets_out, bytes_in=self.bytes_in,
             bytes_out=self.bytes_out, lost=self.stream.lost, jitter_ms=round(self.stream.jitter_ms(), 3),
-            srtp_failures=self.srtp_failures, dropped=self.dropped,
+            srtp_failures=self.srtp_failures, dropped=self.dropped, held=self.held, direction=self.direction,
             latched=f"{self.latched[0]}:{self.latched[1]}" if self.latched else None,
             nat=self.nat_host is not None,
         )
@@ -446,7 +447,10 @@ class Relay:
             leg.dropped += 1  # only PCMU and telephone-event pass
             return
         dest = peer.dest
-        if dest is None or not (leg.sends and peer.receives):
+        if dest is None:
+            return
+        if not (leg.sends and peer.receives):
+            leg.held += 1  # hold (RFC 3264 §8.4): nothing toward the side that does not want it
             return
         # The other leg's output stream (see Leg.__init__).
         marker = b1 & 0x80

@@ -11,6 +11,8 @@ PDD = Histogram("switchboard_post_dial_delay_seconds", "Carrier INVITE to the cl
 SIP_MESSAGES = Counter("switchboard_sip_messages_total", "SIP messages by direction, method or status, transport",
                        ["direction", "message", "transport"])
 AUTH_CHALLENGES = Counter("switchboard_auth_challenges_total", "Digest challenges answered", ["status"])
+TARGET_HEALTH_CHANGES = Counter("switchboard_target_health_changes_total",
+                                "Pinged targets going up or down (OPTIONS)", ["health"])
 FAILOVERS = Counter("switchboard_failovers_total", "Moves to the next target, region or node", ["kind"])
 REFUSED = Counter("switchboard_calls_refused_total", "INVITEs refused before routing", ["reason"])
 

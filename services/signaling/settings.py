@@ -44,6 +44,8 @@ class SignalingSettings(CommonSettings):
     carrier_nat: Literal["auto", "off"] = "auto"
     """NAT detection on the carrier leg (proto.nat): a private SDP address latches media to
     the carrier's signaling IP, a private Contact sends in-dialog requests to its source."""
+    options_interval: float = 30.0
+    """Seconds between OPTIONS pings of a target with options_ping on (SWITCHBOARD_OPTIONS_INTERVAL)."""
     t1: float = 0.5
     """RFC 3261 T1 (seconds); T2 and T4 follow the RFC's defaults."""
 

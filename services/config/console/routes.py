@@ -59,7 +59,7 @@ DONE = {
     "redelivered": "Delivery queued again.",
     "account": "Account selected.",
 }
-WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf")
+WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf", "transferred")
 CALL_RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
 ALLOWLIST_FILES = {"json": "switchboard-allowlist.json", "csv": "switchboard-allowlist.csv",
                    "nftables": "switchboard-allowlist.nft", "iptables": "switchboard-allowlist.iptables"}

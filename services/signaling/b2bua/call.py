@@ -48,9 +48,10 @@ from ..sip.sdp import (
 )
 from ..sip.uri import SipUri, parse_uri
 from ..transport import Addr
+from . import pbx
 from .carrier_fsm import CarrierLegMachine, Do, Input, State
 from .client_leg import ClientLeg
-from .context import ClientLegHandle, LegContext
+from .context import ClientLegHandle, DialogOwner, LegContext
 from .helpers import (
     ALLOW,
     SDP,
@@ -65,6 +66,7 @@ from .numbers import NotANumber, caller_of, tracking_number
 from .policy import record_result
 from .remote import RemoteClientLeg
 from .runner import FollowUp, Runner
+from .transfer import Transfer
 
 if TYPE_CHECKING:
     from ..endpoint import IncomingRequest
@@ -230,7 +232,7 @@ class Call(Runner[Input, Do]):
         if region != self.settings.region:
             remote = RemoteClientLeg(self.ctx, self.id, region, self)
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
-                              caller=caller, caller_name=caller_name)
+                              caller=caller, caller_name=caller_name, carrier_headers=self._forwarded())
             # The other node may ring (or even answer) before its reply to the order arrives:
             # a CANCEL or BYE meanwhile must reach that leg.
             self.leg = remote
@@ -241,7 +243,12 @@ class Call(Runner[Input, Do]):
             if taken:
                 await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
-        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
+        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self,
+                         carrier_headers=self._forwarded())
+
+    def _forwarded(self) -> list[tuple[str, str]]:
+        assert self.decision is not None
+        return pbx.carrier_headers(self.invite.headers, self.decision.pbx)
 
     async def _cancel_seen(self) -> None:
         if not self._cancel_sent:
@@ -354,6 +361,21 @@ class Call(Runner[Input, Do]):
 
     async def client_ended(self, reason: str) -> None:
         await self.send(In.LEG_ENDED, reason)
+
+    async def refer(self, leg: DialogOwner, incoming: IncomingRequest) -> None:
+        """A REFER from the client leg (RFC 3515): 202 and a transfer when the receiving
+        number allows it (`transfer`), else the refusal's status."""
+        current: object = self.leg
+        if not isinstance(leg, ClientLeg) or leg is not current or self.decision is None or not self.connected:
+            incoming.respond(481 if leg is not current else 491)
+            return
+        target = pbx.transfer_target(incoming.request.headers.get("Refer-To"), self.decision.pbx.transfer,
+                                     leg.target, self.decision.targets)
+        if isinstance(target, pbx.TransferRefused):
+            incoming.respond(target.status, target.reason)
+            return
+        incoming.respond(202)  # §2.4.2: accepted; the NOTIFYs tell how it goes
+        self.spawn(Transfer(self, leg, incoming, target).run())
 
     # -- from the B2BUA
 

@@ -38,6 +38,7 @@ from ..sip.message import Request, Response
 from ..sip.sdp import NegotiatedMedia, SdpRejection, SessionDescription, build_offer, validate_answer
 from ..sip.uri import SipUri, parse_uri
 from ..transport import Addr, ClientTlsOptions
+from . import pbx, session_timer
 from .client_fsm import ClientLegMachine, Do, Input
 from .context import LegContext, LegPeer
 from .helpers import ALLOW_UAC, SDP, answer_refresh, bye_with_reason, media_update, send_info
@@ -60,17 +61,26 @@ class Provisional:
 
 class ClientLeg(Runner[Input, Do]):
     def __init__(self, ctx: LegContext, call_id: str, decision: RoutingDecision, allocation: MediaAllocation,
-                 caller: str | None, caller_name: str | None, peer: LegPeer) -> None:
+                 caller: str | None, caller_name: str | None, peer: LegPeer,
+                 carrier_headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(ctx, ClientLegMachine([t.uri for t in decision.targets], decision.ring_timeout))
         self.machine: ClientLegMachine
         self.ep = ctx.endpoint
         self.settings = ctx.settings
         self.id = call_id
         self.decision = decision
+        self.targets = list(decision.targets)  # and the Contacts of 3xx answers, after the one redirected
+        self._redirects = 0
+        self._se_interval = session_timer.REQUESTED  # what the INVITE asks (a 422 raises it once)
+        self._se_retried = False
+        self.session: session_timer.SessionTimer | None = None  # what the PBX's 2xx set
+        self._last_refresh = 0.0
         self.allocation = allocation
         self.caller = caller
         self.caller_name = caller_name
         self.peer = peer
+        self.carrier_headers = carrier_headers or []  # picked by pbx.carrier_headers on the carrier's node
+        self.detached = False  # being transferred away from (REFER): its hang-up does not end the call
         self.sip_call_id = ""
         self._sip_call_ids: list[str] = []
         self.local_sdp: SessionDescription | None = None
@@ -101,7 +111,7 @@ class ClientLeg(Runner[Input, Do]):
 
     @property
     def target(self) -> SipTarget:
-        return self.decision.targets[self.machine.index]
+        return self.targets[self.machine.index]
 
     async def emit(self, body: CallEventBody) -> None:
         await self.ctx.events.emit(self.id, body)
@@ -207,6 +217,12 @@ class ClientLeg(Runner[Input, Do]):
         if m == "OPTIONS":
             incoming.respond(200)
             return
+        if m == "REFER":
+            if not current or self.machine.state.name != "CONFIRMED":
+                incoming.respond(481)
+            else:
+                await self.peer.refer(self, incoming)
+            return
         incoming.respond(405, headers=[("Allow", ALLOW_UAC)])
 
     def unprocessed(self, item: object) -> None:
@@ -282,7 +298,8 @@ class ClientLeg(Runner[Input, Do]):
             if self.decision.send_digits:
                 self.spawn(self._send_digits(self.decision.send_digits))
         elif do is Do.PEER_ENDED:
-            await self.peer.client_ended("normal clearing")
+            if not self.detached:
+                await self.peer.client_ended("normal clearing")
         elif do is Do.ANSWER_REFRESH:
             assert payload is not None
             await self.answering(payload, self._refresh(payload))  # type: ignore[arg-type]
@@ -291,6 +308,8 @@ class ClientLeg(Runner[Input, Do]):
         elif do is Do.REPORT_ANSWERED:
             self._settle(None)
             self.spawn(self._key_lifetime())
+            if self.session is not None:
+                self.spawn(self._session_timer())
         elif do is Do.REPORT_FAILED:
             self._settle(list(m.attempts))
         elif do is Do.RAISE:
@@ -313,11 +332,12 @@ class ClientLeg(Runner[Input, Do]):
         # RFC 3262: we PRACK reliable provisionals (some PBXs require it, 421 otherwise);
         # RFC 4028: we take part in session timers.
         headers: list[tuple[str, str]] = [("Supported", "100rel, timer")]
-        if self.settings.p_asserted_identity:
-            headers.append(("P-Asserted-Identity", f"<sip:{user}@{host}>"))
+        pai = f"<sip:{user}@{host}>" if self.settings.p_asserted_identity else None
+        parts = pbx.client_invite(target.uri, self.decision, self.id, host, self.carrier_headers, pai)
+        headers += session_timer.request_headers(self._se_interval)
         return self.ep.create_request(
-            "INVITE", target.uri, from_=f"{disp}<sip:{user}@{host}>", to=f"<{target.uri}>",
-            transport=first.transport, body=offer, content_type=SDP, headers=headers)
+            "INVITE", parts.request_uri, from_=f"{disp}<sip:{user}@{host}>", to=parts.to,
+            transport=first.transport, body=offer, content_type=SDP, headers=headers + parts.headers)
 
     async def _dial(self) -> FollowUp:
         """The target's offer and RFC 3263 candidates (the endpoint fails over between
@@ -355,6 +375,7 @@ class ClientLeg(Runner[Input, Do]):
         self.server_name = uri.host if isinstance(uri, SipUri) else None
         self._candidates = candidates
         self._realms = set()
+        self._se_interval, self._se_retried = session_timer.REQUESTED, False
         request = self._invite(target, candidates[0], bytes(offer))
         self.sip_call_id = request.call_id
         self._sip_call_ids.append(request.call_id)
@@ -388,11 +409,16 @@ class ClientLeg(Runner[Input, Do]):
                 await self.send(In.RECV_2XX, resp, gen=gen)
             elif resp.status in (401, 407):
                 await self.send(In.RECV_CHALLENGE, resp, gen=gen)
+            elif resp.status == 422 and not self._se_retried and session_timer.min_se(resp):
+                # RFC 4028 §7.2: once more with the PBX's Min-SE; a new INVITE as for a challenge.
+                await self.send(In.RECV_CHALLENGE, resp, gen=gen)
             else:
                 rang = any(100 < r.status < 200 for r in handle.responses)
                 result = classify(resp.status, rang=rang)
                 if handle.error:  # a local 408/503: no response at all, or transport failure
                     result = Result.UNREACHABLE
+                elif 300 <= resp.status < 400 and self._redirect(resp):
+                    result = Result.REDIRECTED
                 retry = resp.retry_after.seconds if resp.retry_after else None
                 tried = attempt(target.uri, result, resp.status, handle.error or resp.reason, retry_after=retry)
                 self._tx_attempts = [f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts]
@@ -400,10 +426,27 @@ class ClientLeg(Runner[Input, Do]):
             if resp.status >= 200:
                 return
 
+    def _redirect(self, resp: Response) -> bool:
+        """A 3xx: its Contacts become the next targets, as the receiving number allows."""
+        if self._redirects >= pbx.MAX_REDIRECTS:
+            return False
+        tried = [t.uri for t in self.targets[: self.machine.index + 1]]
+        new = pbx.redirect_targets(resp.contacts, self.target, self.decision.pbx.follow_redirects, tried,
+                                   self.decision.targets)
+        if not new:
+            return False
+        self._redirects += 1
+        at = self.machine.index + 1
+        self.targets[at:at] = new
+        self.machine.targets[at:at] = [t.uri for t in new]
+        return True
+
     async def _answer_challenge(self, challenge: Response) -> FollowUp:
         """A new INVITE with credentials (§22.2), or the attempt's end when we cannot."""
         assert self.handle is not None
         target = self.target
+        if challenge.status == 422:
+            return await self._retry_interval(challenge)
         if not target.username:
             return In.AUTH_FAILED, attempt(target.uri, Result.AUTH_FAILED, challenge.status,
                                            "challenged but no SIP credentials are configured")
@@ -428,6 +471,23 @@ class ClientLeg(Runner[Input, Do]):
         metrics.AUTH_CHALLENGES.labels(str(challenge.status)).inc()
         await self.emit(Challenged(target=target.uri, status=challenge.status, realm=realm,
                                    algorithm=answer.challenge.algorithm or "MD5", stale=answer.stale))
+        await self._send(request)
+        return In.CHALLENGE_ANSWERED, None
+
+    async def _retry_interval(self, too_small: Response) -> FollowUp:
+        """RFC 4028 §7.2: the INVITE again with Session-Expires and Min-SE set to the 422's
+        Min-SE, a new CSeq (§8.1.3.5); once per target."""
+        assert self.handle is not None
+        minimum = session_timer.min_se(too_small) or session_timer.REQUESTED
+        self._se_retried = True
+        self._se_interval = max(minimum, session_timer.MIN_SE)
+        sent = self.handle.original
+        request = Request(sent.method, sent.uri, sent.headers.copy(), sent.body)
+        for name, value in session_timer.request_headers(self._se_interval, self._se_interval):
+            request.headers.set(name, value)
+        cseq = request.cseq
+        request.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
+        request.headers.remove("Via")
         await self._send(request)
         return In.CHALLENGE_ANSWERED, None
 
@@ -463,6 +523,7 @@ class ClientLeg(Runner[Input, Do]):
                 await self.emit(NatDetected(leg="b", sdp_address=media.remote_address, contact=dialog.remote_target,
                                             source=f"{d.host}:{d.port}"))
                 self._nat_reported = True
+        self.session = session_timer.from_answer(final)
         try:
             await self.update_media(media)
         except CallSetupError as e:
@@ -528,9 +589,105 @@ class ClientLeg(Runner[Input, Do]):
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
         """A re-INVITE or UPDATE from the client (hold, resume, new address, refresh)."""
-        if await answer_refresh(self, incoming, self.allocation.b):
+        self._last_refresh = self.ctx.now()  # RFC 4028 §10: the PBX refreshed the session
+        timer = self._answer_timer(incoming.request)
+        if await answer_refresh(self, incoming, self.allocation.b, timer):
             assert self.media is not None and self.local_sdp is not None
             await self.update_media(self.media)
-            incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)
+            incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer)
             await self.emit(Hold(leg="b", method=incoming.method) if self.media.on_hold
                             else MediaRefresh(leg="b", method=incoming.method))
+
+    # -- session timers (RFC 4028): we are the UAC of the client leg
+
+    def _answer_timer(self, request: Request) -> list[tuple[str, str]]:
+        """§9: a refresh from the PBX is answered with its interval, the PBX refreshing."""
+        value = request.headers.get("Session-Expires")
+        if not value or self.session is None:
+            return []
+        seconds = value.split(";")[0].strip()
+        if seconds.isdecimal() and int(seconds) > 0:
+            self.session = session_timer.SessionTimer(int(seconds), we_refresh=False, update=self.session.update)
+        return [("Session-Expires", f"{seconds};refresher=uas"), ("Require", "timer")]
+
+    async def _over_within(self, delay: float) -> bool:
+        try:
+            await asyncio.wait_for(self.over.wait(), max(0.0, delay))
+        except TimeoutError:
+            return False
+        return True
+
+    async def _session_timer(self) -> None:
+        """Refresh at half the interval when we are the refresher (§10); otherwise expect the
+        PBX's refresh and end both legs when none came in time."""
+        self._last_refresh = self.ctx.now()
+        while (timer := self.session) is not None and not self.machine.terminal:
+            if timer.we_refresh:
+                if await self._over_within(timer.refresh_after):
+                    return
+                if not await self._send_session_refresh(timer):
+                    await self._session_expired(408, "session refresh failed")
+                    return
+            else:
+                due = self._last_refresh + timer.expire_after
+                if self.ctx.now() >= due:
+                    await self._session_expired(408, "session expired: no refresh from the SIP client")
+                    return
+                if await self._over_within(due - self.ctx.now()):
+                    return
+
+    async def _send_session_refresh(self, timer: session_timer.SessionTimer) -> bool:
+        """UPDATE without SDP when the PBX allows it, else a re-INVITE with our current SDP
+        (§7.4, unchanged: RFC 3264 §8 keeps its version). False when the session is gone
+        (408/481, §10); another error keeps the session."""
+        h = self.handle
+        if h is None or h.dialog is None or h.dialog.terminated or self.local_sdp is None:
+            return True
+        dialog = h.dialog
+        headers = session_timer.refresh_headers(timer)
+        if timer.update:
+            request = dialog.create_request("UPDATE", headers=headers)
+        else:
+            request = dialog.create_request("INVITE", headers=headers, body=bytes(self.local_sdp),
+                                            content_type=SDP)
+        try:
+            sent = await self.ep.request(request, tls=self.tls, server_name=self.server_name)
+            final = await sent.final()
+        except Exception as e:
+            log.info("session refresh not sent: %s", e, extra={"call_id": self.id})
+            return False
+        if request.method == "INVITE":
+            if final.is_success:
+                await self.ep.send_ack(dialog.create_ack(request), dialog, tls=self.tls, server_name=self.server_name)
+                await self._recheck_answer(final)
+            dialog.pending_outgoing_invite = None
+        if final.is_success:
+            self._last_refresh = self.ctx.now()
+            self.session = session_timer.from_answer(final)
+            if self.session is not None and not self.session.we_refresh:
+                self.session = session_timer.SessionTimer(self.session.interval, True, self.session.update)
+            return True
+        return final.status not in (408, 481)
+
+    async def _recheck_answer(self, final: Response) -> None:
+        """The answer to our refresh re-INVITE (RFC 3264 §8): a PBX may move its media (a
+        new address, hold) even then; the worker follows it. An unusable answer keeps the
+        media as it was (the session itself was refreshed)."""
+        if not final.body or self.local_sdp is None:
+            return
+        media = validate_answer(self.local_sdp, final.body)
+        if isinstance(media, SdpRejection):
+            log.info("refresh answer not usable (%s): media unchanged", media.reason, extra={"call_id": self.id})
+            return
+        if self.media is None or (media.remote_address, media.remote_port, media.direction) != (
+                self.media.remote_address, self.media.remote_port, self.media.direction):
+            self.media = media
+            await self.update_media(media)
+            await self.emit(Hold(leg="b", method="INVITE") if media.on_hold else MediaRefresh(leg="b", method="INVITE"))
+
+    async def _session_expired(self, cause: int, reason: str) -> None:
+        if self.machine.terminal:
+            return
+        log.info("%s", reason, extra={"call_id": self.id})
+        await self.send(In.HANG_UP, (cause, reason))
+        await self.peer.client_ended(reason)

@@ -48,12 +48,18 @@ def srtp_of(crypto: Crypto | None) -> SrtpCrypto | None:
     return SrtpCrypto(tag=crypto.tag, key_salt_b64=base64.b64encode(crypto.key_salt).decode())
 
 
+# NegotiatedMedia.direction is ours on the leg; MediaUpdate.direction is the peer's (the
+# worker relays toward a peer only if it receives, from it only if it sends): the reverse,
+# RFC 3264 §6.1. A peer holding with a=sendonly has us recvonly: it sends, wants nothing.
+PEER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+
+
 def media_update(call_id: str, leg: str, media: NegotiatedMedia, latch_host: str | None = None) -> MediaUpdate:
     return MediaUpdate(latch_host=latch_host,
         call_id=call_id, leg="a" if leg == "a" else "b", remote_address=media.remote_address,
         remote_port=media.remote_port, remote_rtcp_port=media.remote_rtcp_port,
         telephone_event_pt=media.telephone_event_pt, remote_crypto=srtp_of(media.remote_crypto),
-        direction=cast(Direction, media.direction))
+        direction=cast(Direction, PEER_DIRECTION.get(media.direction, "sendrecv")))
 
 
 async def send_info(ep: SipEndpoint, dialog: Dialog, request: Request, *, tls: ClientTlsOptions | None = None,

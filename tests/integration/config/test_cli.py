@@ -61,6 +61,21 @@ def test_provision_from_the_shell(api: LiveApi, capsys: pytest.CaptureFixture[st
     code, out, _ = run(capsys, "receiving", "list")
     assert rn["id"] in out
 
+    # The PBX options (issue 15): flags of add and update, shown back.
+    code, out, err = run(capsys, "receiving", "update", rn["id"], "--request-uri-user", "tracking_number",
+                         "--no-diversion", "--forward-header", "X-*", "--forward-header", "User-to-User",
+                         "--sip-header", "X-Account=acme", "--transfer", "reject", "--follow-redirects", "none",
+                         "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert (got["request_uri_user"], got["diversion"], got["forward_headers"], got["sip_headers"], got["transfer"],
+            got["follow_redirects"]) == ("tracking_number", False, ["X-*", "User-to-User"], {"X-Account": "acme"},
+                                         "reject", "none")
+    code, out, _ = run(capsys, "receiving", "show", rn["id"])
+    assert "request-uri user tracking_number" in out and "diversion off" in out and "X-Account=acme" in out
+    code, _, err = run(capsys, "receiving", "update", rn["id"], "--sip-header", "Via=x")
+    assert code == 1 and "sip_headers" in err
+
     # Errors are the API's problem details, field by field, and exit 1.
     code, _, err = run(capsys, "numbers", "add", "12345", "--receiving", rn["id"])
     assert code == 1 and "error 422" in err and "number:" in err

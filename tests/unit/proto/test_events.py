@@ -37,6 +37,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                         "b_port": 10002, "secure": True},
     "answered": {"target": TARGET, "secure": True, "pdd_ms": 2970},
     "hold": {"leg": "a", "method": "INVITE"},
+    "transferred": {"from_target": TARGET, "target": "sip:200@pbx.example.com", "ok": True, "status": 200,
+                    "reason": "", "referred_by": "<sip:100@pbx.example.com>"},
     "media_refresh": {"leg": "b", "method": "UPDATE"},
     "failed": {"sip_status": 486, "reason": "Busy Here", "result": "busy",
                "attempts": [{"target": TARGET, "result": "busy", "status": 486, "reason": "Busy Here"}]},
@@ -146,10 +148,10 @@ async def test_publisher_round_trip_of_every_kind() -> None:
 
 def test_unknown_kind_is_kept_not_dropped() -> None:
     """A newer node's kind: kept with its payload, and passed on unchanged (replay)."""
-    ev = CallEvent(call_id="c1", kind="transferred", seq=9, payload={"to": "sip:200@pbx", "by": {"who": "callee"}})
+    ev = CallEvent(call_id="c1", kind="parked", seq=9, payload={"to": "sip:200@pbx", "by": {"who": "callee"}})
     body = pe.parse(ev)
     assert isinstance(body, pe.GenericEvent)
-    assert (body.kind, body.payload) == ("transferred", {"to": "sip:200@pbx", "by": {"who": "callee"}})
+    assert (body.kind, body.payload) == ("parked", {"to": "sip:200@pbx", "by": {"who": "callee"}})
     again = pe.envelope("c1", body, seq=9, ts=ev.ts)
     assert again == ev
 

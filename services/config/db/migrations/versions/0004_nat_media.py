@@ -1,7 +1,7 @@
 """NAT detection per receiving number, media encryption per SIP target
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-03 13:20:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = '0004'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
