@@ -270,7 +270,7 @@ async def test_refer_transfers_the_call_to_a_second_pbx_with_its_audio(tmp_path:
         assert [(t["target"], t["result"]) for t in record["targets"]] == [
             (first_uri, "transferred"), (transferred.payload["target"], "answered")]
         # The console's ladder has both client legs, each its own column.
-        from services.config.console import ladder
+        from services.common import ladder
 
         async with stack.http() as api:
             items = (await api.get(f"/v1/calls/{transferred.call_id}/events")).json()["items"]
