@@ -10,9 +10,7 @@ A call *to* linphone over TLS cannot be set up, and SDES SRTP over UDP is refuse
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from tests.helpers.linphone import Linphone, needs_linphone
 from tests.helpers.peers import dominant_frequency, needs_sipp
 from tests.helpers.sipp import NUMBER, finish, media_carrier
 from tests.helpers.stack import running_stack
-from tests.interop.test_b2bua_baresip import dominant, ulaw_tone
+from tests.helpers.tone import dominant, exchange_tone
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -53,20 +51,8 @@ async def call_through(tmp_path: Path, ua: Linphone, target: dict[str, Any], sec
         answered = await stack.wait_event("answered")
         assert allocated.payload["secure"] is secure and answered.payload["secure"] is secure
 
-        heard = bytearray()
-        dest = ("127.0.0.1", allocated.payload["a_port"])
-        for i, frame in enumerate(ulaw_tone(1000, 2.5)):
-            media.sendto(struct.pack("!BBHII", 0x80, 0, i + 1, i * 160, 0xC0FFEE) + frame, dest)
-            if i == 50:
-                await ua.send_dtmf("5")
-            await asyncio.sleep(0.02)
-            while True:
-                try:
-                    pkt = media.recv(2048)
-                except BlockingIOError:
-                    break
-                if pkt[1] & 0x7F == 0:
-                    heard += pkt[12:]
+        heard = await exchange_tone(media, ("127.0.0.1", allocated.payload["a_port"]), 2.5,
+                                    at_frame={50: lambda: ua.send_dtmf("5")})
         media.close()
         await ua.wait_for(lambda: ua.digits == "12", "send-digits 12")
         dtmf = await stack.wait_event("dtmf", digit="5")

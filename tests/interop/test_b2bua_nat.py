@@ -17,7 +17,7 @@ import pytest
 from tests.helpers.peers import needs_sipp
 from tests.helpers.sipp import NUMBER, SCENARIOS, finish, media_carrier, sipp
 from tests.helpers.stack import running_stack, udp_free_port
-from tests.interop.test_b2bua_baresip import dominant, ulaw_tone
+from tests.helpers.tone import SSRC, dominant, ulaw_tone
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -47,7 +47,7 @@ async def talk(pairs: list[tuple[socket.socket, tuple[str, int], float]], heard:
     frames = {s: ulaw_tone(f, seconds) for s, _, f in pairs}
     for i in range(int(seconds * 50)):
         for n, (s, dest, _) in enumerate(pairs):
-            s.sendto(struct.pack("!BBHII", 0x80, 0, i + 1, i * 160, 0xC0FFEE + n) + frames[s][i], dest)
+            s.sendto(struct.pack("!BBHII", 0x80, 0, i + 1, i * 160, SSRC + n) + frames[s][i], dest)
         await asyncio.sleep(0.02)
         for s in heard:
             drain(s, heard[s])

@@ -22,7 +22,7 @@ import pytest
 from tests.helpers.peers import needs_sipp
 from tests.helpers.sipp import NUMBER, SCENARIOS, finish, media_carrier
 from tests.helpers.stack import running_stack
-from tests.interop.test_b2bua_baresip import dominant
+from tests.helpers.tone import dominant
 from tests.interop.test_b2bua_nat import talk
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90),

@@ -5,9 +5,7 @@ pjsua2, a digit pressed at pjsua2 to the call's events)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from tests.helpers.peers import dominant_frequency, needs_sipp
 from tests.helpers.pjsua import Pjsua, needs_pjsua2
 from tests.helpers.sipp import NUMBER, finish, media_carrier
 from tests.helpers.stack import running_stack
-from tests.interop.test_b2bua_baresip import dominant, ulaw_tone
+from tests.helpers.tone import dominant, exchange_tone
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
 
@@ -49,20 +47,8 @@ async def call_through(tmp_path: Path, ua: Pjsua, target: dict[str, Any], secure
         assert allocated.payload["secure"] is secure and answered.payload["secure"] is secure
         await ua.wait(ua.media_active.is_set, "active media")
 
-        heard = bytearray()
-        dest = ("127.0.0.1", allocated.payload["a_port"])
-        for i, frame in enumerate(ulaw_tone(1000, 2.0)):
-            media.sendto(struct.pack("!BBHII", 0x80, 0, i + 1, i * 160, 0xC0FFEE) + frame, dest)
-            if i == 50:
-                ua.send_dtmf("5")
-            await asyncio.sleep(0.02)
-            while True:
-                try:
-                    pkt = media.recv(2048)
-                except BlockingIOError:
-                    break
-                if pkt[1] & 0x7F == 0:
-                    heard += pkt[12:]
+        heard = await exchange_tone(media, ("127.0.0.1", allocated.payload["a_port"]), 2.0,
+                                    at_frame={50: lambda: ua.send_dtmf("5")})
         media.close()
         await ua.wait(lambda: "".join(ua.digits) == "12", "send-digits 12")
         dtmf = await stack.wait_event("dtmf", digit="5")
