@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, and_, or_, select
 
 from proto import subjects
+from proto.messages import CallEvent
 from services.common.callstream import read_call_events
 from services.common.errors import BusError
 from services.common.reroute import NothingToRerun, reroute
@@ -138,10 +139,8 @@ async def get_call(call_id: str, session: SessionDep, principal: PrincipalDep):
     return CallPublic.of(rec, gaps(rec.applied or {}), attempts(rec))
 
 
-@router.get("/v1/calls/{call_id}/events", response_model=CallEventList)
-async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep):
-    """The call's timeline from the event stream, in order: SIP messages (`sip_in`,
-    `sip_out`, credentials redacted) and every step of the call."""
+async def _events_of(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep) -> list[CallEvent]:
+    """A call of this principal's account, and its events from the stream (404 for anyone else's)."""
     try:
         subjects.token(call_id)
     except subjects.SubjectError:
@@ -150,10 +149,17 @@ async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, princi
     if ctx.bus is None or not ctx.bus.connected:
         raise Unavailable("the event stream is not reachable; try again", headers={"Retry-After": "1"})
     try:
-        events = await read_call_events(ctx.bus, call_id, wait=ctx.settings.call_events_timeout)
+        return await read_call_events(ctx.bus, call_id, wait=ctx.settings.call_events_timeout)
     except Exception as e:
         raise Unavailable(f"the event stream did not answer: {type(e).__name__}",
                           headers={"Retry-After": "1"}) from None
+
+
+@router.get("/v1/calls/{call_id}/events", response_model=CallEventList)
+async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep):
+    """The call's timeline from the event stream, in order: SIP messages (`sip_in`,
+    `sip_out`, credentials redacted) and every step of the call."""
+    events = await _events_of(call_id, ctx, session, principal)
     return CallEventList(items=[CallEventPublic(seq=e.seq, kind=e.kind, ts=e.ts, service=e.service, node=e.node,
                                                 region=e.region, payload=e.payload) for e in events])
 
@@ -162,15 +168,8 @@ async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, princi
 async def get_call_reroute(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep):
     """What-if: today's routing, region selection and media selection for this call
     (nothing is placed or allocated), beside what happened, each difference marked."""
+    events = await _events_of(call_id, ctx, session, principal)
     try:
-        subjects.token(call_id)
-    except subjects.SubjectError:
-        raise NotFound(f"no call {call_id}") from None
-    await get_record(session, principal, call_id)
-    if ctx.bus is None or not ctx.bus.connected:
-        raise Unavailable("the event stream is not reachable; try again", headers={"Retry-After": "1"})
-    try:
-        events = await read_call_events(ctx.bus, call_id, wait=ctx.settings.call_events_timeout)
         result = await reroute(ctx.bus, events, timeout=ctx.settings.registry_timeout)
     except NothingToRerun as e:
         raise NotFound(f"call {call_id}: {e}") from None
