@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from proto import subjects
 from proto.events import Failed, SipIn, SipOut
-from proto.messages import CallEvent
+from proto.messages import CallEvent, Heartbeat
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
 
@@ -29,6 +29,7 @@ from .call import Call
 from .context import DialogOwner, LegContext
 from .deadlines import Deadlines
 from .helpers import ALLOW, SDP
+from .liveness import Liveness
 from .remote import OriginateServer
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class B2BUA:
         self.listening: list[Addr] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self.media_alive = Liveness(settings.media_lost_after)
 
     async def start(self) -> None:
         s = self.settings
@@ -99,6 +101,9 @@ class B2BUA:
             tls = ServerTlsConfig(cert_file=s.tls_cert, key_file=s.tls_key)
             self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
         await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
+        self.media_alive.reset(asyncio.get_running_loop().time())
+        await self.bus.subscribe(subjects.heartbeats_of("media"), self._media_heartbeat, Heartbeat, concurrent=False)
+        self._spawn(self._watch_media())
         metrics.CALLS_IN_PROGRESS.set_function(lambda: len(self.calls))
         self.originate = OriginateServer(self.context, self._accepts)
         await self.originate.start()
@@ -227,6 +232,26 @@ class B2BUA:
             await call.run()
         finally:
             self.forget(call)
+
+    async def _media_heartbeat(self, hb: Heartbeat) -> None:
+        self.media_alive.seen(hb.node_id, asyncio.get_running_loop().time(), hb.interval)
+
+    async def _watch_media(self) -> None:
+        """End the calls whose media worker stopped heartbeating (killed, host gone): BYE
+        to both legs with a Reason instead of dead air until the carrier gives up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.25)
+            now = loop.time()
+            if not self.bus.connected:
+                self.media_alive.reset(now)  # our outage, not theirs
+                continue
+            for call in list(self.calls.values()):
+                a = call.allocation
+                if a is not None and not call.media_lost and self.media_alive.lost(a.worker_id, now):
+                    log.warning("media worker %s lost: ending the call", a.worker_id, extra={"call_id": call.id})
+                    call.media_lost = True
+                    self._spawn(call.hang_up(f"media worker {a.worker_id} lost", by="switchboard", cause=503))
 
     async def _media_timeout(self, ev: CallEvent) -> None:
         call = self.calls.get(ev.call_id)
