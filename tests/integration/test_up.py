@@ -114,3 +114,25 @@ def test_bad_flags_are_clear_errors(tmp_path: Path, args: list[str], message: st
     r = subprocess.run(SWITCHBOARD + ["up", "--data-dir", str(tmp_path), *args],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(120)
+def test_up_killed_outright_leaves_no_orphan(tmp_path: Path) -> None:
+    """SIGKILL gives `up` no chance to stop its children: the kernel does it for it
+    (PR_SET_PDEATHSIG), so nats-server, config, registry, media and signaling go too."""
+    args = [
+        "up", "--data-dir", str(tmp_path / "var"), "--nats-port", str(free_port()),
+        "--sip-port", str(free_port()), "--sip-tls-port", str(free_port()), "--http-port", str(free_port()),
+    ]
+    proc = subprocess.Popen(SWITCHBOARD + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_line(proc, "Ctrl-C stops everything")
+        run = json.loads((tmp_path / "var" / "run.json").read_text())
+        assert set(run["pids"]) == {"signaling", "media", "config", "registry", "nats"}
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30  # a service drains (shutdown_grace) on its way out
+    while (left := [n for n, pid in run["pids"].items() if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"orphans after SIGKILL of up: {left}"
