@@ -23,7 +23,7 @@ from services.common.callstream import follow_events, read_call_events
 from services.common.errors import BusError
 from services.common.pcap import SipPacket, split_hostport, write_pcap
 
-from .common import add_nats_arguments, nats_url
+from .common import add_nats_arguments, bus_auth, nats_url
 
 # The fields worth a glance in a timeline, per event kind.
 KEY_FIELDS = ("tracking_number", "caller", "account_id", "receiving_number_id", "status", "sip_status", "reason",
@@ -69,7 +69,8 @@ def sip_packets(evs: list[CallEvent]) -> list[SipPacket]:
 
 async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]]) -> int:
     try:
-        bus = await Bus.connect(nats_url(args), "switchboard-cli", max_reconnect_attempts=1)
+        bus = await Bus.connect(nats_url(args), "switchboard-cli", max_reconnect_attempts=1,
+                                auth=bus_auth(getattr(args, "data_dir", None)))
     except Exception as e:
         print(f"cannot reach NATS at {nats_url(args)}: {e}", file=sys.stderr)
         return 2

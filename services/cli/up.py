@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proto import subjects
-from services.common.bus import Bus
+from services.common.bus import Bus, BusAuth
 from services.common.natsserver import NatsServer, free_port
 from services.common.procs import child_of_this_process
 
@@ -101,6 +101,9 @@ class Stack:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.pumps: list[asyncio.Task[None]] = []
         self.admin_token = ""
+        # The embedded NATS is not open: its user and password live here (0600), and every
+        # service and CLI command of this data dir connects with them.
+        self.credentials = self.data_dir / "nats-auth.json"
 
     def preflight(self) -> None:
         a = self.args
@@ -143,6 +146,8 @@ class Stack:
             SWITCHBOARD_DATABASE_URL=a.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'switchboard.db'}",
             PYTHONUNBUFFERED="1",
         )
+        if self.nats:
+            env["SWITCHBOARD_NATS_CREDENTIALS_FILE"] = str(self.credentials)
         return env
 
     async def start(self) -> None:
@@ -155,11 +160,13 @@ class Stack:
             except PortTaken:
                 port = free_port()
                 say("up", f"port {self.args.nats_port} is taken; the embedded NATS uses {port} instead")
-            self.nats = NatsServer(port=port, store_dir=self.data_dir / "nats", die_with_parent=True)
+            self.nats = NatsServer(port=port, store_dir=self.data_dir / "nats", die_with_parent=True,
+                                   credentials=self.credentials)
             self.nats.start(log=self.data_dir / "nats-server.log")
             self.nats_url = self.nats.url
             say("up", f"nats-server (JetStream) on {self.nats_url}, data in {self.data_dir / 'nats'}")
-        bus = await Bus.connect(self.nats_url, "switchboard-up", max_reconnect_attempts=3)
+        auth = BusAuth.from_file(self.credentials) if self.nats else BusAuth()
+        bus = await Bus.connect(self.nats_url, "switchboard-up", max_reconnect_attempts=3, auth=auth)
         await bus.ensure_calls_stream()
         env = self.env()
         for name in SERVICES:
@@ -176,6 +183,7 @@ class Stack:
         await bus.close()
         (self.data_dir / "run.json").write_text(json.dumps({
             "nats_url": self.nats_url,
+            **({"nats_credentials": str(self.credentials)} if self.nats else {}),
             "api_url": f"http://{self.args.host}:{self.args.http_port}",
             "pid": os.getpid(),
             "pids": {name: p.pid for name, p in self.procs.items()}

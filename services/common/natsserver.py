@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -33,9 +36,12 @@ class NatsServer:
     """A nats-server child process with JetStream on, listening on loopback."""
 
     def __init__(self, port: int | None = None, store_dir: Path | None = None, host: str = "127.0.0.1",
-                 *, die_with_parent: bool = False) -> None:
+                 *, die_with_parent: bool = False, credentials: Path | None = None) -> None:
         self.host = host
         self.die_with_parent = die_with_parent
+        self.credentials = credentials
+        """With a path: clients must authenticate with the user and password kept there
+        (generated on first start, mode 0600); without one, the server is open (tests)."""
         self.port = port or free_port(host)
         self.store_dir = store_dir
         self.proc: subprocess.Popen[bytes] | None = None
@@ -46,6 +52,8 @@ class NatsServer:
 
     def start(self, timeout: float = 10.0, log: Path | None = None) -> None:
         args = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js"]
+        if self.credentials is not None:
+            args += ["-c", str(self._write_config(self.credentials))]
         if self.store_dir is not None:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             args += ["-sd", str(self.store_dir)]
@@ -65,6 +73,24 @@ class NatsServer:
                 time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"nats-server did not start on {self.url}")
+
+    @staticmethod
+    def _write_config(credentials: Path) -> Path:
+        """The credentials file (made once) and a server config holding the same password,
+        both 0600: on the command line the password would show in `ps`."""
+        credentials.parent.mkdir(parents=True, exist_ok=True)
+        if not credentials.exists():
+            fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"user": "switchboard", "password": secrets.token_urlsafe(32)}, f)
+        credentials.chmod(0o600)
+        data = json.loads(credentials.read_text())
+        conf = credentials.with_name("nats-server.conf")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            user, password = json.dumps(data["user"]), json.dumps(data["password"])
+            f.write(f"authorization {{\n  user: {user}\n  password: {password}\n}}\n")
+        return conf
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

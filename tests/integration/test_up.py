@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import nats
+import nats.errors
 import pytest
 
 from proto import subjects
@@ -58,7 +60,17 @@ async def test_up_starts_every_service_and_ctrl_c_stops_all(tmp_path: Path) -> N
         out = wait_for_line(proc, "Ctrl-C stops everything")
         assert any("admin token test-admin-token" in line for line in out)
         run = json.loads((tmp_path / "var" / "run.json").read_text())
-        nc = await nats.connect(run["nats_url"])
+        # The embedded NATS is not open (issue 14 item 7): anonymous clients are refused...
+        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+            await nats.connect(run["nats_url"], max_reconnect_attempts=0, allow_reconnect=False)
+        creds = Path(run["nats_credentials"])
+        assert creds.parent == tmp_path / "var" and stat.S_IMODE(creds.stat().st_mode) == 0o600
+        # ...and the CLI finds the credentials of the stack it runs beside.
+        regions = subprocess.run(SWITCHBOARD + ["regions", "--data-dir", str(tmp_path / "var"), "--json"],
+                                 capture_output=True, text=True, timeout=30)
+        assert regions.returncode == 0, regions.stderr
+        auth = json.loads(creds.read_text())
+        nc = await nats.connect(run["nats_url"], user=auth["user"], password=auth["password"])
         for name in ("signaling", "media", "config", "registry"):
             reply = await nc.request(subjects.micro_ping(name), b"", timeout=2)
             assert json.loads(reply.data)["name"] == subjects.micro_name(name)
