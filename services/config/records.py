@@ -48,7 +48,7 @@ from .webhooks import enqueue_for_record
 
 log = logging.getLogger("switchboard.config.records")
 
-RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
+RESULTS = ("completed", "busy", "no-answer", "failed", "canceled", "lost")
 
 CALL_RECORDS = Counter("switchboard_call_records_total", "Calls recorded as ended, by result", ["result"])
 CALL_EVENTS = Counter("switchboard_call_events_consumed_total",
@@ -223,6 +223,14 @@ def _ended(body: events.Ended, rec: CallRecord, ev: CallEvent) -> None:
     _final(rec, ev, "ended", result=body.result, reason=body.reason, by=body.by, duration=body.duration)
     if body.media is not None:
         _media_summary(rec, body.media, with_call_id=True)
+
+
+@_fold.register
+def _lost(body: events.Lost, rec: CallRecord, ev: CallEvent) -> None:
+    """The media worker freed a call whose signaling node died: nobody else will end it."""
+    if rec.final_kind is not None:
+        return  # the node said how the call ended before it died
+    _final(rec, ev, "ended", result="lost", reason=body.reason, by="switchboard", duration=None)
 
 
 def _final(rec: CallRecord, ev: CallEvent, kind: str, *, result: str, reason: str, duration: float | None,

@@ -17,7 +17,7 @@ from typing import Any
 from nats.aio.subscription import Subscription
 
 from proto import subjects
-from proto.events import CallEventBody, MediaStatsReport
+from proto.events import CallEventBody, Lost, MediaStatsReport
 from proto.messages import (
     Ack,
     Heartbeat,
@@ -31,6 +31,7 @@ from proto.messages import (
 )
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
+from services.common.liveness import Liveness
 from services.common.service import Component, run
 
 from . import metrics
@@ -71,6 +72,8 @@ class Media(Component[MediaSettings]):
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.owners = Liveness(settings.signaling_lost_after)
+        """The signaling nodes of our calls, from their heartbeats."""
 
     @property
     def worker_id(self) -> str:
@@ -92,6 +95,9 @@ class Media(Component[MediaSettings]):
         self._allocate_sub = await self.bus.subscribe(
             subjects.media_allocate(s.region), self.on_allocate, MediaAllocate,
             queue=subjects.media_queue(s.region))
+        self.owners.reset(asyncio.get_running_loop().time())
+        self._subs.append(await self.bus.subscribe(subjects.heartbeats_of("signaling"), self._signaling_heartbeat,
+                                                   Heartbeat, concurrent=False))
         await self.bus.nc.flush()
         self._ticker = asyncio.create_task(self._tick())
         relay = self.relay
@@ -143,8 +149,32 @@ class Media(Component[MediaSettings]):
             try:
                 assert self.relay is not None
                 self.relay.tick()
+                self._free_orphans()
             except Exception:
                 log.exception("media tick failed")
+
+    async def _signaling_heartbeat(self, hb: Heartbeat) -> None:
+        self.owners.seen(hb.node_id, asyncio.get_running_loop().time(), hb.interval)
+
+    def _free_orphans(self) -> None:
+        """A call whose signaling node died is never released by it: free its ports here
+        (and say so in the call's history), instead of holding them for ever."""
+        assert self.relay is not None
+        if not self.bus.connected:
+            self.owners.reset(asyncio.get_running_loop().time())  # our outage says nothing of theirs
+            return
+        s = self.settings
+        for call in self.relay.orphans(self.owners.overdue, s.orphan_idle, s.signaling_lost_after):
+            node = call.owner or ""
+            log.warning("signaling node %s lost: freeing the ports of its call", node, extra={"call_id": call.call_id})
+            self.relay.release(call)
+            metrics.CALLS_RELEASED.inc()
+            self._spawn(self._report_lost(call, node))
+
+    async def _report_lost(self, call: Call, node: str) -> None:
+        await self.events.emit(call.call_id, MediaStatsReport.of(call.stats(self.worker_id)))
+        await self.events.emit(call.call_id, Lost(node=node, reason=f"signaling node {node} lost"))
+        self.events.forget(call.call_id)
 
     def _emit(self, call_id: str, body: CallEventBody) -> None:
         self._spawn(self.events.emit(call_id, body))
@@ -179,6 +209,7 @@ class Media(Component[MediaSettings]):
         except PoolExhausted:
             metrics.ALLOCATIONS_REFUSED.labels("ports exhausted").inc()
             raise
+        call.owner = req.node_id
         return MediaAllocation(call_id=req.call_id, worker_id=self.worker_id, region=self.settings.region,
                                a=self._leg_info(call.a), b=self._leg_info(call.b))
 

@@ -157,6 +157,8 @@ class Call:
         self.active_since: float | None = None
         self.timed_out = False
         self.closed = False
+        self.owner: str | None = None
+        """The signaling node that owns the call (MediaAllocate.node_id)."""
         self.tasks: set[asyncio.Task[None]] = set()
 
     def leg(self, name: str) -> Leg:
@@ -291,6 +293,20 @@ class Relay:
                     self.emit(call.call_id, MediaTimeout(seconds=round(now - last, 1)))
             else:
                 call.timed_out = False
+
+    def orphans(self, lost: Callable[[str, float], float], idle: float, grace: float) -> list[Call]:
+        """Calls whose signaling node is lost (``lost(node, now)``: seconds past its
+        deadline, > 0) and that carried no RTP for ``idle`` seconds, or whose node has been
+        lost for ``grace`` more seconds whatever the media does."""
+        now = self.loop.time()
+        out = []
+        for call in self.calls.values():
+            if call.owner is None or (overdue := lost(call.owner, now)) <= 0:
+                continue
+            last = max(call.a.last_rx, call.b.last_rx, call.created)
+            if now - last >= idle or overdue >= grace:
+                out.append(call)
+        return out
 
     def _flush_digits(self, call: Call, leg: Leg) -> None:
         for d in leg.detector.flush():

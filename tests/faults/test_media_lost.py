@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from proto import subjects
 from tests.helpers.sipp import NUMBER, SCENARIOS, carrier, finish, sipp
 from tests.helpers.stack import running_stack, start_service, udp_free_port
 
@@ -38,8 +39,11 @@ def media_process(nats_url: str, data_dir: Path, node_id: str, port_min: int) ->
 async def test_killed_media_worker_ends_the_call_with_bye_both_ways(tmp_path: Path) -> None:
     async with running_stack(tmp_path) as stack:
         # The only worker of the region is a real process, so that it can really die.
+        beats = await stack.bus.nc.subscribe(subjects.heartbeat("media", "us1", "media-victim"))
         victim = media_process(stack.nats.url, tmp_path / "victim", "media-victim", 24000)
         try:
+            await beats.next_msg(timeout=30)  # it is up and takes allocations (it subscribes first)
+            await beats.unsubscribe()
             await stack.stop_service("media_us1")
             pbx_port = udp_free_port()
             await stack.provision(NUMBER, [{"uri": f"sip:100@127.0.0.1:{pbx_port}", "priority": 1}])

@@ -59,7 +59,7 @@ DONE = {
     "account": "Account selected.",
 }
 WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf")
-CALL_RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
+CALL_RESULTS = ("completed", "busy", "no-answer", "failed", "canceled", "lost")
 ALLOWLIST_FILES = {"json": "switchboard-allowlist.json", "csv": "switchboard-allowlist.csv",
                    "nftables": "switchboard-allowlist.nft", "iptables": "switchboard-allowlist.iptables"}
 

@@ -18,6 +18,7 @@ from proto.events import Failed, SipIn, SipOut
 from proto.messages import CallEvent, Heartbeat
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
+from services.common.liveness import Liveness
 
 from .. import metrics
 from ..endpoint import IncomingRequest, SipEndpoint, redact
@@ -29,7 +30,6 @@ from .call import Call
 from .context import DialogOwner, LegContext
 from .deadlines import Deadlines
 from .helpers import ALLOW, SDP
-from .liveness import Liveness
 from .remote import OriginateServer
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class B2BUA:
         self.bus = bus
         self.settings = settings
         self.backends = Backends(bus, timeout=settings.bus_timeout, local_mode=settings.local_mode,
-                                 trunk_cache=settings.trunk_cache)
+                                 trunk_cache=settings.trunk_cache, node_id=settings.node_id)
         self.events = CallEventPublisher(bus, "signaling", settings.region, settings.node_id)
         self.endpoint = SipEndpoint(
             on_request=self.on_request,

@@ -36,8 +36,9 @@ RETRY_AFTER = 30
 
 class Backends:
     def __init__(self, bus: Bus, *, timeout: float = 2.0, local_mode: bool = False,
-                 trunk_cache: float = 5.0) -> None:
+                 trunk_cache: float = 5.0, node_id: str | None = None) -> None:
         self.bus = bus
+        self.node_id = node_id
         self.timeout = timeout
         self.local_mode = local_mode
         self.trunk_cache = trunk_cache
@@ -89,7 +90,8 @@ class Backends:
     async def allocate(self, region: str, call_id: str, b_secure: bool) -> MediaAllocation:
         try:
             return await self.bus.request(subjects.media_allocate(region),
-                                          MediaAllocate(call_id=call_id, region=region, b_secure=b_secure),
+                                          MediaAllocate(call_id=call_id, region=region, b_secure=b_secure,
+                                                        node_id=self.node_id),
                                           MediaAllocation, timeout=self.timeout)
         except RemoteError as e:
             raise CallSetupError(503, f"media in {region}: {e.error}", retry_after=RETRY_AFTER) from e

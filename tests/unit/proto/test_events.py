@@ -58,6 +58,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
                 "dst": "10.0.0.9:5061", "message": "SIP/2.0 100 Trying\r\n\r\n"},
     "dtmf": {"digit": "#", "leg": "b", "duration_ms": 120},
     "media_timeout": {"seconds": 30.2},
+    "lost": {"node": "sig-1", "reason": "signaling node sig-1 lost"},
     "media_stats": {"worker_id": "media-1", "a": LEG, "b": {**LEG, "lost": 2}, "mos": 4.3, "duration": 45.5},
 }
 

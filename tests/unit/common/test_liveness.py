@@ -1,6 +1,6 @@
 """When a peer node counts as lost (sans-IO: time is passed in)."""
 
-from services.signaling.b2bua.liveness import Liveness
+from services.common.liveness import Liveness
 
 
 def test_a_node_is_lost_after_its_silence_and_not_before() -> None:

@@ -1,7 +1,7 @@
 """Which peer nodes are still alive, judged from their heartbeats (sans-IO: the caller
-passes `now`). The B2BUA uses it to notice a media worker that died mid-call: its
-heartbeats stop, and the calls it carried would otherwise be dead air until the carrier
-gives up."""
+passes `now`). The B2BUA uses it to notice a media worker that died mid-call (its calls
+would be dead air until the carrier gives up); a media worker, to notice that the signaling
+node of its calls died (nobody would ever release their ports)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class Liveness:
         self._since = now
         self._deadline.clear()
 
+    def overdue(self, node: str, now: float) -> float:
+        """Seconds the node is past its deadline (negative while it is alive)."""
+        return now - self._deadline.get(node, self._since + self.after)
+
     def lost(self, node: str, now: float) -> bool:
-        deadline = self._deadline.get(node, self._since + self.after)
-        return now > deadline
+        return self.overdue(node, now) > 0
