@@ -40,6 +40,25 @@ log = logging.getLogger("switchboard.signaling")
 RETRY_AFTER = "30"
 
 
+SUPPORTED = "timer"
+"""The extensions we honour as a UAS: session timers (RFC 4028)."""
+
+
+def uas_refusal(req: Request) -> tuple[int, list[tuple[str, str]]] | None:
+    """The checks of RFC 3261 §8.2.2 before a request is processed: a Request-URI scheme we
+    do not serve is 416 (§8.2.2.1; RFC 4475 unkscm, novelsc), a Require naming an
+    extension we do not support is 420 with Unsupported listing it (§8.2.2.3; bext01)."""
+    scheme = req.uri.split(":", 1)[0].strip().lower()
+    if scheme not in ("sip", "sips", "tel"):
+        return 416, []
+    supported = {t.strip().lower() for t in SUPPORTED.split(",")}
+    required = [t.strip() for v in req.headers.values("Require") for t in v.split(",") if t.strip()]
+    unsupported = [t for t in required if t.lower() not in supported]
+    if unsupported and req.method != "CANCEL":  # §9.2: a CANCEL never carries Require
+        return 420, [("Unsupported", ", ".join(unsupported))]
+    return None
+
+
 class TokenBucket:
     def __init__(self, rate: float, burst: int) -> None:
         self.rate, self.burst = rate, burst
@@ -194,11 +213,16 @@ class B2BUA:
         if route is not None and route.owner is not None and (req.to.tag is not None or req.method == "ACK"):
             await route.owner.on_request(incoming)
             return
+        if req.method != "ACK" and (refusal := uas_refusal(req)) is not None:
+            incoming.respond(refusal[0], headers=refusal[1])
+            return
         if req.method == "INVITE" and req.to.tag is None:
             await self._new_call(incoming)
             return
         if req.method == "OPTIONS":
-            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP)])
+            # §11.2: what we support, as an INVITE would learn it.
+            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP), ("Supported", SUPPORTED),
+                                           ("Accept-Language", "en")])
             return
         if req.method == "ACK":
             return
