@@ -93,7 +93,8 @@ class Config(Component[ConfigSettings]):
             self.dispatcher = WebhookDispatcher(
                 sm, secrets, node=s.node_id, timeout=s.webhook_timeout, backoff_base=s.webhook_backoff_base,
                 backoff_cap=s.webhook_backoff_cap, retry_window=s.webhook_retry_window,
-                poll_interval=s.webhook_poll_interval, per_endpoint=s.webhook_concurrency)
+                poll_interval=s.webhook_poll_interval, per_endpoint=s.webhook_concurrency,
+                allow_private=s.webhook_allow_private)
             self.ctx.on_webhooks_queued = self.dispatcher.wake
             await self.dispatcher.start()
         if s.call_records:

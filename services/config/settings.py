@@ -36,6 +36,8 @@ class ConfigSettings(CommonSettings):
     resolver_full_reload: float = 60.0
     """Seconds between full reloads of the resolver's view (a safety net for lost events)."""
     idempotency_ttl: float = 24 * 3600.0
+    webhook_allow_private: bool = False
+    """Allow webhook URLs on loopback, private and link-local addresses (tests, `up`)."""
     max_body_bytes: int = 1 << 20
     """Larger request bodies are refused with 413 before they are parsed."""
     migrate_on_start: bool = True

@@ -169,6 +169,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
     try:
         await start_service(stack, "registry", "registry", warmup=0.0, local_mode=local_mode)
         await start_service(stack, "config", "config", http_port=http_port, admin_token=ADMIN,
+                            webhook_allow_private=True,
                             database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
         base_port = 21000
         for i, region in enumerate(media_regions):

@@ -107,3 +107,44 @@ async def test_sqlite_database_is_0600(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+
+
+async def test_webhooks_to_our_own_network_are_refused(tmp_path: Path, db_url: str) -> None:
+    """SSRF: a customer must not make us POST to loopback, a private service or the cloud
+    metadata address, neither when registering the URL nor through a name resolving there."""
+    from services.config.netguard import delivery_refusal
+    from tests.helpers.config_env import make_env
+
+    env, close = await make_env(tmp_path, db_url, webhook_allow_private=False)
+    try:
+        _, h = await env.account()
+        for url in ("http://127.0.0.1:8080/hook", "http://localhost/hook", "https://10.1.2.3/x",
+                    "http://169.254.169.254/latest/meta-data", "http://[::1]/x", "http://[fd00::1]/x",
+                    "http://192.168.1.10/x", "http://[::ffff:127.0.0.1]/x", "http://100.64.0.1/x"):
+            r = await env.client.post("/v1/webhooks", json={"url": url, "secret": "s" * 24}, headers=h)
+            assert r.status_code == 422, (url, r.text)
+            [err] = r.json()["errors"]
+            assert err["field"] == "url" and "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE=true" in err["message"], err
+        r = await env.client.post("/v1/webhooks", json={"url": "https://hooks.example.com/x", "secret": "s" * 24},
+                                  headers=h)
+        assert r.status_code == 201, r.text
+    finally:
+        await close()
+    # A name that resolves inside (DNS the customer controls) is refused when delivering.
+    import asyncio
+    import socket
+
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def fake(host, port, *args, **kw):  # type: ignore[no-untyped-def]
+        if host == "inside.example.com":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", port))]
+        return await real(host, port, *args, **kw)
+
+    loop.getaddrinfo = fake  # type: ignore[method-assign]
+    try:
+        why = await delivery_refusal("https://inside.example.com/hook")
+    finally:
+        loop.getaddrinfo = real  # type: ignore[method-assign]
+    assert why is not None and "10.0.0.5" in why and "SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE" in why
