@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proto import subjects
-from proto.events import Failed, SipIn, SipOut
+from proto.events import Failed, Received, SipIn, SipOut
 from proto.messages import CallEvent, Heartbeat
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
@@ -30,6 +30,7 @@ from .call import Call
 from .context import DialogOwner, LegContext
 from .deadlines import Deadlines
 from .helpers import ALLOW, SDP
+from .numbers import NotANumber, caller_of, tracking_number
 from .remote import OriginateServer
 
 if TYPE_CHECKING:
@@ -57,6 +58,17 @@ def uas_refusal(req: Request) -> tuple[int, list[tuple[str, str]]] | None:
     if unsupported and req.method != "CANCEL":  # §9.2: a CANCEL never carries Require
         return 420, [("Unsupported", ", ".join(unsupported))]
     return None
+
+
+def received(incoming: IncomingRequest) -> Received:
+    inv, source = incoming.request, incoming.source
+    caller, caller_name = caller_of(inv)
+    try:
+        number: str | None = tracking_number(inv)
+    except NotANumber:
+        number = None
+    return Received(tracking_number=number, caller=caller, caller_name=caller_name,
+                    source=f"{source.host}:{source.port}", transport=source.transport, sip_call_id=inv.call_id)
 
 
 class TokenBucket:
@@ -244,6 +256,10 @@ class B2BUA:
         if refusal is not None:
             metrics.REFUSED.labels(refusal[1].lower()).inc()
             incoming.respond(refusal[0], refusal[1], headers=[("Retry-After", RETRY_AFTER)])
+            # The number dialled, so the refusal lands in that account's call records; only
+            # from a carrier trunk: a stranger's INVITEs are nobody's calls.
+            if await self._from_trunk(source):
+                await self.events.emit(call_id, received(incoming))
             await self.events.emit(call_id, Failed(sip_status=refusal[0], reason=refusal[1], result="failed"))
             self._by_sip_call_id.pop(incoming.request.call_id, None)
             self.events.forget(call_id)
@@ -256,6 +272,12 @@ class B2BUA:
             await call.run()
         finally:
             self.forget(call)
+
+    async def _from_trunk(self, source: str) -> bool:
+        try:
+            return await self.backends.is_trunk(source)  # kept a few seconds per address
+        except Exception:
+            return False
 
     async def _media_heartbeat(self, hb: Heartbeat) -> None:
         self.media_alive.seen(hb.node_id, asyncio.get_running_loop().time(), hb.interval)
