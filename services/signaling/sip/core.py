@@ -520,6 +520,11 @@ class UACore:
         if self.user_agent and "Server" not in response.headers:
             response.headers.add("Server", self.user_agent)
         incoming.responses.append(response)
+        if tx.state is State.TERMINATED:
+            # The transaction already ended under us (its transport failed, §17.2.4: a TCP
+            # peer that closed): nothing can carry this response any more.
+            log.debug("response %d not sent: its transaction is over", response.status)
+            return response, []
         actions = self.layer.respond(tx, response, now)
         if response.status > 100 and (incoming.dialog is None or incoming.method == "INVITE"):
             dialog = self.dialogs.uas_response(incoming.request, response, now, context=tx)
