@@ -146,8 +146,7 @@ async def fuzz(host: str, port: int, count: int, *, seed: int = 1, tcp_share: fl
                 batch = [mutate(rng, rng.choice(corpus), corpus) for _ in range(min(20, count - report.sent))]
                 try:
                     _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
-                    for m in batch:
-                        writer.write(m)
+                    writer.write(b"".join(batch))  # one write: the node may close on the first bad frame
                     await writer.drain()
                     writer.close()
                     report.sent_tcp += len(batch)

@@ -28,6 +28,10 @@ from .certs import ensure_self_signed
 # Started in this order, stopped in the reverse one: signaling last up, first down, so no
 # call arrives before routing and media can answer.
 SERVICES = ("registry", "config", "media", "signaling")
+STOP_BUDGET = 12.0
+"""Seconds from Ctrl-C until every service is stopped (killed if need be)."""
+SHUTDOWN_GRACE = "5"
+"""Seconds signaling lets calls end on their own before it hangs them up (BYE)."""
 
 
 class PortTaken(Exception):
@@ -148,6 +152,7 @@ class Stack:
         )
         # One machine, trying it out: webhooks to a receiver on this machine are allowed.
         env.setdefault("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE", "true")
+        env.setdefault("SWITCHBOARD_SHUTDOWN_GRACE", SHUTDOWN_GRACE)
         if self.nats:
             env["SWITCHBOARD_NATS_CREDENTIALS_FILE"] = str(self.credentials)
         return env
@@ -233,18 +238,28 @@ class Stack:
         return 0
 
     async def stop(self) -> None:
-        for name in reversed(SERVICES):
+        """Signaling first (it ends its calls with BYE), then the others together; whatever
+        is still running when STOP_BUDGET is spent is killed: Ctrl-C is over in seconds,
+        even with calls up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_BUDGET
+
+        async def stop_one(name: str, until: float) -> None:
             proc = self.procs.get(name)
             if proc is None or proc.returncode is not None:
-                continue
+                return
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 15)
+                await asyncio.wait_for(proc.wait(), max(0.1, until - loop.time()))
             except TimeoutError:
-                say("up", f"{name} did not stop in 15s; killing it")
+                say("up", f"{name} did not stop in time; killing it")
                 proc.kill()
                 await proc.wait()
             say("up", f"{name} stopped")
+
+        first, *rest = reversed(SERVICES)
+        await stop_one(first, deadline - 3.0)  # leave the others a few seconds
+        await asyncio.gather(*(stop_one(name, deadline) for name in rest))
         for t in self.pumps:
             try:
                 await asyncio.wait_for(t, 2)
