@@ -29,9 +29,9 @@ _spec.loader.exec_module(fuzz_module)
 
 async def test_a_short_fuzz_run_leaves_the_stack_serving(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with running_stack(tmp_path, signaling={"invite_rate": 100000.0, "invite_burst": 100000}) as stack:
-        report = await fuzz_module.fuzz("127.0.0.1", stack.sip_port, 5000, seed=14)
+        report = await fuzz_module.fuzz("127.0.0.1", stack.sip_port, 20000, seed=14)
         print(report.line())
-        assert report.sent == 5000 and report.sent_tcp > 0
+        assert report.sent == 20000 and report.sent_tcp > 0
         assert report.answers_after
         # Bad input is answered or dropped, never an unhandled exception (a bug) in a handler.
         crashes = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

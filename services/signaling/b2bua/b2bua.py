@@ -53,7 +53,8 @@ def uas_refusal(req: Request) -> tuple[int, list[tuple[str, str]]] | None:
     if scheme not in ("sip", "sips", "tel"):
         return 416, []
     supported = {t.strip().lower() for t in SUPPORTED.split(",")}
-    required = [t.strip() for v in req.headers.values("Require") for t in v.split(",") if t.strip()]
+    # Option tags are tokens (§25.1): the raw lines split on commas, whatever else they hold.
+    required = [t.strip() for v in req.headers.get_all("Require") for t in v.split(",") if t.strip()]
     unsupported = [t for t in required if t.lower() not in supported]
     if unsupported and req.method != "CANCEL":  # §9.2: a CANCEL never carries Require
         return 420, [("Unsupported", ", ".join(unsupported))]
