@@ -164,16 +164,21 @@ class Media(Component[MediaSettings]):
             self.owners.reset(asyncio.get_running_loop().time())  # our outage says nothing of theirs
             return
         s = self.settings
-        for call in self.relay.orphans(self.owners.overdue, s.orphan_idle, s.signaling_lost_after):
+        for call, node_lost in self.relay.orphans(self.owners.overdue, s.orphan_idle, s.signaling_lost_after):
             node = call.owner or ""
-            log.warning("signaling node %s lost: freeing the ports of its call", node, extra={"call_id": call.call_id})
+            if node_lost:
+                log.warning("signaling node %s lost: freeing the ports of its call", node,
+                            extra={"call_id": call.call_id})
+            else:
+                log.warning("no release after the media timeout: freeing the ports", extra={"call_id": call.call_id})
             self.relay.release(call)
             metrics.CALLS_RELEASED.inc()
-            self._spawn(self._report_lost(call, node))
+            self._spawn(self._report_freed(call, node if node_lost else None))
 
-    async def _report_lost(self, call: Call, node: str) -> None:
+    async def _report_freed(self, call: Call, lost_node: str | None) -> None:
         await self.events.emit(call.call_id, MediaStatsReport.of(call.stats(self.worker_id)))
-        await self.events.emit(call.call_id, Lost(node=node, reason=f"signaling node {node} lost"))
+        if lost_node is not None:
+            await self.events.emit(call.call_id, Lost(node=lost_node, reason=f"signaling node {lost_node} lost"))
         self.events.forget(call.call_id)
 
     def _emit(self, call_id: str, body: CallEventBody) -> None:
