@@ -211,6 +211,29 @@ class Bus:
     async def publish(self, subject: str, msg: BaseModel) -> None:
         await self.nc.publish(subject, encode(msg))
 
+    async def calls_stream_exists(self, timeout: float = 1.0) -> bool:
+        """Whether the CALLS stream exists (False only when JetStream says it does not)."""
+        try:
+            await self.nc.jetstream().stream_info(subjects.CALLS_STREAM)
+            return True
+        except nats.js.errors.NotFoundError:
+            return False
+        except Exception:
+            return True  # cannot tell now: assume it does, the acknowledgement will tell
+
+    async def publish_acked(self, subject: str, msg: BaseModel, msg_id: str, timeout: float = 2.0) -> bool:
+        """Publish and wait for JetStream's acknowledgement: True once a stream stored it,
+        False when no stream takes the subject (core subscribers still got it). Raises on
+        a timeout or a lost connection (a stream leader being elected, NATS away): then
+        the caller keeps the message and tries again; ``msg_id`` (Nats-Msg-Id) makes the
+        stream drop the copy of one that was stored but whose ack was lost."""
+        try:
+            await self.nc.jetstream().publish(subject, encode(msg), timeout=timeout,
+                                              headers={"Nats-Msg-Id": msg_id})
+            return True
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            return False
+
     async def subscribe(
         self,
         subject: str,

@@ -72,6 +72,9 @@ class Media(Component[MediaSettings]):
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._released: dict[str, MediaStats] = {}
+        """Stats of the calls released lately: a release repeated because its answer was
+        lost (a NATS server died on the way) gets the same answer, not "unknown call"."""
         self.owners = Liveness(settings.signaling_lost_after)
         """The signaling nodes of our calls, from their heartbeats."""
 
@@ -95,6 +98,7 @@ class Media(Component[MediaSettings]):
         self._allocate_sub = await self.bus.subscribe(
             subjects.media_allocate(s.region), self.on_allocate, MediaAllocate,
             queue=subjects.media_queue(s.region))
+        await self.events.start()
         self.owners.reset(asyncio.get_running_loop().time())
         self._subs.append(await self.bus.subscribe(subjects.heartbeats_of("signaling"), self._signaling_heartbeat,
                                                    Heartbeat, concurrent=False))
@@ -121,6 +125,7 @@ class Media(Component[MediaSettings]):
             await self.relay.idle.wait()
 
     async def stop(self) -> None:
+        self.events.stop()
         if self._ticker is not None:
             self._ticker.cancel()
         for sub in self._subs + ([self._allocate_sub] if self._allocate_sub else []):
@@ -240,10 +245,16 @@ class Media(Component[MediaSettings]):
         return Ack()
 
     async def on_release(self, req: MediaRelease) -> MediaStats:
+        assert self.relay is not None
+        if req.call_id not in self.relay.calls and req.call_id in self._released:
+            return self._released[req.call_id]
         call = self._call(req.call_id)
         assert self.relay is not None
         self.relay.release(call)
         stats = call.stats(self.worker_id)
+        self._released[call.call_id] = stats
+        while len(self._released) > 1000:  # the oldest go first (dicts keep insertion order)
+            self._released.pop(next(iter(self._released)))
         metrics.CALLS_RELEASED.inc()
         for name, leg in (("a", stats.a), ("b", stats.b)):
             metrics.PACKETS.labels(name, "in").inc(leg.packets_in)

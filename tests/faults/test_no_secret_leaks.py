@@ -61,7 +61,7 @@ async def test_the_sip_password_appears_nowhere(tmp_path: Path, caplog: pytest.L
         places["live events"] = "\n".join(e.model_dump_json() for e in stack.events)
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-        pcap = tmp_path / "call.pcap"
+        pcap = tmp_path / "export.pcap"
         for name, args in (("calls show --sip", ["calls", "show", ended.call_id, "--sip"]),
                            ("calls export", ["calls", "export", ended.call_id, "--pcap", str(pcap)])):
             out = await asyncio.to_thread(subprocess.run, CLI + args + ["--nats-url", stack.nats.url],

@@ -153,9 +153,12 @@ async def start_service(stack: Stack, name: str, kind: str, **overrides: Any) ->
 async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = None,
                         media_regions: tuple[str, ...] = ("us1",), ring_t1: float = 0.1,
                         local_mode: bool = True, signaling: dict[str, Any] | None = None,
-                        other_signaling_regions: tuple[str, ...] = ()) -> AsyncIterator[Stack]:
-    nats = NatsServer(store_dir=tmp_path / "nats")
-    nats.start()
+                        other_signaling_regions: tuple[str, ...] = (),
+                        nats: Any = None) -> AsyncIterator[Stack]:
+    """``nats``: a started server or cluster (``url``, ``stop()``) instead of a new one."""
+    if nats is None:
+        nats = NatsServer(store_dir=tmp_path / "nats")
+        nats.start()
     bus = await Bus.connect(nats.url, "test-stack")
     await bus.ensure_calls_stream()
     stack = Stack(nats=nats, bus=bus, api="", sip_port=sip_free_port(), sip_tls_port=sip_free_port(), data_dir=tmp_path)

@@ -133,6 +133,7 @@ class B2BUA:
             tls = ServerTlsConfig(cert_file=s.tls_cert, key_file=s.tls_key)
             self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
         await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
+        await self.events.start()
         self.media_alive.reset(asyncio.get_running_loop().time())
         await self.bus.subscribe(subjects.heartbeats_of("media"), self._media_heartbeat, Heartbeat, concurrent=False)
         self._spawn(self._watch_media())
@@ -148,6 +149,7 @@ class B2BUA:
     async def stop(self) -> None:
         await asyncio.gather(*(call.hang_up("node shutting down", by="switchboard", cause=503)
                                for call in list(self.calls.values())), return_exceptions=True)
+        self.events.stop()
         for t in list(self._tasks):
             t.cancel()
         self.deadlines.close()

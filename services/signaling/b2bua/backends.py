@@ -5,6 +5,7 @@ call code reads as the flow it is."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -110,10 +111,19 @@ class Backends:
         await self.bus.request(subjects.media_worker(worker_id, "dtmf"), req, Ack, timeout=self.timeout)
 
     async def release(self, worker_id: str, call_id: str, reason: str) -> MediaStats | None:
-        try:
-            return await self.bus.request(subjects.media_worker(worker_id, "release"),
-                                          MediaRelease(call_id=call_id, reason=reason), MediaStats,
-                                          timeout=self.timeout)
-        except BusError as e:
-            log.warning("media release failed: %s", e, extra={"call_id": call_id})
-            return None
+        for attempt in range(3):
+            try:
+                return await self.bus.request(subjects.media_worker(worker_id, "release"),
+                                              MediaRelease(call_id=call_id, reason=reason), MediaStats,
+                                              timeout=self.timeout)
+            except (BusTimeout, NoResponders) as e:
+                # Lost on the way (a NATS server of the cluster died, the bus reconnects):
+                # the worker holds the ports until it is told, so tell it again.
+                if attempt == 2:
+                    log.warning("media release failed: %s", e, extra={"call_id": call_id})
+                    return None
+                await asyncio.sleep(0.5)
+            except BusError as e:
+                log.warning("media release failed: %s", e, extra={"call_id": call_id})
+                return None
+        return None

@@ -167,6 +167,15 @@ class FakeBus:
     async def publish(self, subject: str, msg: Any) -> None:
         self.sent.append(encode(msg))
 
+    connected = True
+
+    async def calls_stream_exists(self) -> bool:
+        return True
+
+    async def publish_acked(self, subject: str, msg: Any, msg_id: str, timeout: float = 2.0) -> bool:
+        await self.publish(subject, msg)
+        return True
+
 
 async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webhooks() -> None:
     """Each field a consumer reads comes from the model the publisher filled: a field renamed

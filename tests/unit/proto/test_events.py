@@ -121,6 +121,15 @@ class FakeBus:
     async def publish(self, subject: str, msg: Any) -> None:
         self.sent.append((subject, encode(msg)))
 
+    connected = True
+
+    async def calls_stream_exists(self) -> bool:
+        return True
+
+    async def publish_acked(self, subject: str, msg: Any, msg_id: str, timeout: float = 2.0) -> bool:
+        await self.publish(subject, msg)
+        return True
+
 
 async def test_publisher_round_trip_of_every_kind() -> None:
     bus = FakeBus()
