@@ -165,6 +165,19 @@ class Failed(EventBody):
     """Every target tried, in order."""
 
 
+class Transferred(EventBody):
+    """The SIP client transferred the call (REFER, RFC 3515): a new client leg to `target`
+    answered (`ok`) and the old one got BYE; or the new leg failed and the old one stays."""
+
+    kind: Literal["transferred"] = "transferred"
+    from_target: str
+    target: str
+    ok: bool = True
+    status: int = 200
+    reason: str = ""
+    referred_by: str | None = None
+
+
 class Ended(EventBody):
     """An answered call hung up, or the caller cancelled (last event)."""
 
@@ -297,6 +310,20 @@ class Dtmf(EventBody):
     duration_ms: int
 
 
+class NatDetected(EventBody):
+    """A peer is behind a NAT (proto.nat): its media latches only to its signaling source
+    IP, and in-dialog requests go to that source when its Contact is private."""
+
+    kind: Literal["nat_detected"] = "nat_detected"
+    leg: LegName
+    sdp_address: str | None = None
+    """The address the peer's SDP signalled."""
+    contact: str | None = None
+    """Its Contact URI when that is private (fixed, as Kamailio's fix_nated_contact does)."""
+    source: str
+    """Where its signaling came from: media latches to this IP, requests go to this host:port."""
+
+
 class MediaTimeout(EventBody):
     """No media from either leg for the call's timeout."""
 
@@ -344,7 +371,8 @@ class GenericEvent(EventBody):
 KnownBody = (
     Received | Resolved | OriginatedRemotely | MediaFailover | MediaAllocated | Answered | Hold | MediaRefresh
     | Failed | Ended | Dialing | Challenged | AuthFailed | Ringing | RingTimeout | AttemptFailed | SendDigits
-    | SendDigitsFailed | SipIn | SipOut | Dtmf | MediaTimeout | MediaStatsReport | Lost
+    | SendDigitsFailed | SipIn | SipOut | Dtmf | NatDetected | MediaTimeout | MediaStatsReport | Transferred
+    | Lost
 )
 """Every kind this version emits."""
 

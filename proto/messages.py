@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Transport = Literal["udp", "tcp", "tls"]
 LegName = Literal["a", "b"]
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
+TargetHealthState = Literal["up", "down", "unknown"]
 ServiceName = Literal["signaling", "media", "config", "registry"]
 
 
@@ -56,7 +57,7 @@ class TlsOptions(Message):
 
 class SipTarget(Message):
     uri: str
-    """`sip:100@pbx.example.com;transport=tcp`; `sips:` means TLS and SRTP."""
+    """`sip:100@pbx.example.com;transport=tcp`; `sips:` or `transport=tls` means TLS."""
     transport: Transport = "udp"
     priority: int = 10
     weight: int = 10
@@ -66,7 +67,28 @@ class SipTarget(Message):
     password: str | None = Field(default=None, repr=False)
     """Decrypted only in the routing reply; redacted from every event and log."""
     secure_media: bool = False
+    """SRTP on this target's media (its `media_encryption` is "srtp"); TLS may carry plain RTP."""
     tls: TlsOptions = Field(default_factory=TlsOptions)
+    options_ping: bool = False
+    """Probed with OPTIONS (`TargetHealth`); a target seen `down` is skipped at call time."""
+    health: TargetHealthState = "unknown"
+    """As config last heard it when it made the decision."""
+
+
+class PbxOptions(Message):
+    """What a receiving number asks of the client INVITE and of the client's requests
+    (the API's fields of the same names; `proto.sip.passthrough` has the header rules)."""
+
+    diversion: bool = True
+    """Diversion: <sip:{tracking number}@{us}>;reason=unconditional;counter=1 (RFC 5806)."""
+    request_uri_user: Literal["target", "tracking_number"] = "target"
+    """`tracking_number`: the Request-URI's and To's user is the dialled number (E.164)."""
+    forward_pai: bool = True
+    forward_identity: bool = True
+    forward_headers: list[str] = Field(default_factory=list)
+    sip_headers: dict[str, str] = Field(default_factory=dict)
+    transfer: Literal["reject", "same_host", "any"] = "same_host"
+    follow_redirects: Literal["none", "same_host", "any"] = "same_host"
 
 
 class RoutingRequest(Message):
@@ -93,6 +115,41 @@ class RoutingDecision(Message):
     ring_timeout: float = 30.0
     send_digits: str | None = None
     region_preference: str | None = None
+    nat: Literal["auto", "off"] = "auto"
+    """NAT detection for the client's media and Contact (proto.nat); "off" trusts its SDP."""
+    pbx: PbxOptions = Field(default_factory=PbxOptions)
+
+
+class PingTargetsRequest(Message):
+    region: str | None = None
+
+
+class PingTarget(Message):
+    """A target with `options_ping` on: what a signaling node needs to send it OPTIONS."""
+
+    target_id: str
+    uri: str
+    transport: Transport = "udp"
+    tls: TlsOptions = Field(default_factory=TlsOptions)
+    health: TargetHealthState = "unknown"
+    """What config last heard, so a node taking over a target starts from it."""
+
+
+class PingTargets(Message):
+    targets: list[PingTarget] = Field(default_factory=list)
+
+
+class TargetHealthChanged(Message):
+    """A pinged target went `up` or `down` (3 OPTIONS unanswered in a row: down; one answer: up)."""
+
+    target_id: str
+    uri: str
+    health: TargetHealthState
+    previous: TargetHealthState = "unknown"
+    node: str = ""
+    region: str = ""
+    reason: str = ""
+    ts: float = Field(default_factory=now)
 
 
 class ConfigEntity(StrEnum):
@@ -173,6 +230,18 @@ class MediaUpdate(Message):
     remote_crypto: SrtpCrypto | None = None
     """The peer's outbound key (from its SDP), used to unprotect what it sends."""
     direction: Direction = "sendrecv"
+    latch_host: str | None = None
+    """The peer is behind a NAT (proto.nat): latch only to media from this IP (its signaling
+    source, any port) and send there, whatever its SDP says."""
+
+
+class MediaRekey(Message):
+    """Give one leg fresh media for a new attempt: SRTP with a new key, or plain RTP. The
+    leg's ports stay; its peer, latch and keys are forgotten. Answered with the MediaLeg."""
+
+    call_id: str
+    leg: LegName = "b"
+    secure: bool = False
 
 
 class MediaDtmf(Message):
@@ -200,6 +269,13 @@ class LegStats(Message):
     srtp_failures: int = 0
     dropped: int = 0
     latched: str | None = None
+    nat: bool = False
+    """The peer was found behind a NAT: only its signaling source IP could latch."""
+    held: int = 0
+    """Packets from this leg not relayed because the other side is on hold (its SDP says
+    sendonly/inactive, RFC 3264 §8.4)."""
+    direction: Direction = "sendrecv"
+    """This leg's direction as last signalled."""
 
 
 class MediaStats(Message):
@@ -230,6 +306,12 @@ class Heartbeat(Message):
     ts: float = Field(default_factory=now)
     interval: float = 1.0
     """Seconds between heartbeats; the registry expires a node after a few missed."""
+    lag: float = Field(default=0.0, ge=0.0)
+    """Seconds the node's event loop runs late (its own measure of how busy it is): a busy
+    node's heartbeats come late, so the registry waits that much longer before judging it gone."""
+    leaving: bool = False
+    """The node's last heartbeat: it is stopping, so the registry forgets it at once instead of
+    waiting for missed heartbeats (a planned stop fails over without delay)."""
 
 
 class NodeInfo(Message):
@@ -303,6 +385,8 @@ class Originate(Message):
     allocation: MediaAllocation
     caller: str | None = None
     caller_name: str | None = None
+    carrier_headers: list[tuple[str, str]] = Field(default_factory=list)
+    """The carrier's header fields the receiving number passes to its PBX (PbxOptions)."""
 
 
 class OriginateResult(Message):
@@ -370,9 +454,13 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     RoutingRequest,
     RoutingDecision,
     ConfigChanged,
+    PingTargetsRequest,
+    PingTargets,
+    TargetHealthChanged,
     MediaAllocate,
     MediaAllocation,
     MediaUpdate,
+    MediaRekey,
     MediaDtmf,
     MediaRelease,
     MediaStats,

@@ -61,6 +61,11 @@ def routing_resolve() -> str:
     return "routing.resolve"
 
 
+def routing_pinged_targets() -> str:
+    """Request/reply, queue group `config`: the targets to probe with OPTIONS (PingTargets)."""
+    return "routing.pinged_targets"
+
+
 def config_changed(entity: str) -> str:
     """Published by every config write so resolver caches invalidate (ConfigChanged)."""
     return f"config.{token(entity)}.changed"
@@ -79,7 +84,7 @@ def media_allocate(region: str) -> str:
 
 
 def media_worker(worker_id: str, verb: str) -> str:
-    """Addressed to one worker: verb is `update`, `release` or `dtmf`."""
+    """Addressed to one worker: verb is `update`, `rekey`, `release` or `dtmf`."""
     return f"media.worker.{token(worker_id)}.{token(verb)}"
 
 
@@ -131,6 +136,12 @@ def call_control(call_id: str, verb: str) -> str:
 def signaling_originate(region: str) -> str:
     """Request/reply, queue group per region: originate the client leg in that region."""
     return f"signaling.{token(region)}.originate"
+
+
+def target_health() -> str:
+    """Published by the signaling node that pings a target when its health changes
+    (TargetHealthChanged); config keeps it for routing and the API."""
+    return "signaling.targets.health"
 
 
 # --- registry -------------------------------------------------------------------------

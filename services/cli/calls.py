@@ -1,10 +1,12 @@
 """`switchboard calls ...`: read a call's events back from the CALLS stream.
 
 show     the timeline of one call (SIP messages one line each, or whole with --sip)
+ladder   the call as a ladder diagram, sngrep-style (one column per party)
 tail     follow live calls
 replay   republish a call's events to another subject, for a consumer under test
 export   write the call's SIP messages as a pcap (Wireshark, tshark, sngrep)
-reroute  what routing would decide for this call now, without placing a call
+reroute  today's routing, region and media choice for this call beside what happened (nothing placed)
+export-csv  call detail records as CSV, over the HTTP API (the filters of GET /v1/calls)
 """
 
 from __future__ import annotations
@@ -12,18 +14,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import nats.errors
+import nats.js.errors
+
 from proto import events, subjects
-from proto.messages import CallEvent, RoutingDecision, RoutingRequest
+from proto.messages import CallEvent
 from services.common.bus import Bus
 from services.common.callstream import follow_events, read_call_events
 from services.common.errors import BusError
+from services.common.ladder import render_text
 from services.common.pcap import SipPacket, split_hostport, write_pcap
+from services.common.reroute import NothingToRerun, reroute
+from services.common.reroute import render as render_reroute
 
-from .common import add_nats_arguments, bus_auth, nats_url
+from .common import HOW_TO_POINT, add_nats_arguments, bus_auth, nats_source
 
 # The fields worth a glance in a timeline, per event kind.
 KEY_FIELDS = ("tracking_number", "caller", "account_id", "receiving_number_id", "status", "sip_status", "reason",
@@ -67,14 +77,29 @@ def sip_packets(evs: list[CallEvent]) -> list[SipPacket]:
     return out
 
 
-async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]]) -> int:
+async def _has_calls_stream(bus: Bus) -> bool:
     try:
-        bus = await Bus.connect(nats_url(args), "switchboard-cli", max_reconnect_attempts=1,
+        await bus.nc.jetstream().stream_info(subjects.CALLS_STREAM)
+        return True
+    except (nats.js.errors.NotFoundError, nats.errors.NoRespondersError, nats.errors.TimeoutError,
+            nats.js.errors.ServiceUnavailableError):
+        # No such stream, or no JetStream at all on this server: not a Switchboard stack's NATS.
+        return False
+
+
+async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]]) -> int:
+    url, source = nats_source(args)
+    try:
+        bus = await Bus.connect(url, "switchboard-cli", max_reconnect_attempts=1,
                                 auth=bus_auth(getattr(args, "data_dir", None)))
     except Exception as e:
-        print(f"cannot reach NATS at {nats_url(args)}: {e}", file=sys.stderr)
+        print(f"cannot reach NATS at {url} (from {source}): {e}\n{HOW_TO_POINT}", file=sys.stderr)
         return 2
     try:
+        if not await _has_calls_stream(bus):
+            print(f"the NATS at {url} (from {source}) has no {subjects.CALLS_STREAM} stream, so it is not a "
+                  f"running Switchboard's bus\n{HOW_TO_POINT}", file=sys.stderr)
+            return 2
         return await fn(bus)
     except BusError as e:
         print(str(e), file=sys.stderr)
@@ -102,6 +127,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(json.dumps([e.model_dump() for e in evs], indent=2))
         else:
             print(timeline(evs, whole_sip=args.sip))
+        return 0
+
+    return asyncio.run(_with_bus(args, go))
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    async def go(bus: Bus) -> int:
+        evs = await _events_or_complain(bus, args.call_id)
+        if not evs:
+            return 1
+        width = args.width or shutil.get_terminal_size((100, 24)).columns
+        color = not args.no_color and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        print(render_text([e.model_dump() for e in evs], width=width, color=color))
         return 0
 
     return asyncio.run(_with_bus(args, go))
@@ -145,55 +183,59 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(_with_bus(args, go))
 
 
-def reroute_request(evs: list[CallEvent]) -> RoutingRequest | None:
-    for ev in evs:
-        body = events.parse_or_generic(ev)
-        if isinstance(body, events.Received) and body.tracking_number:
-            return RoutingRequest(call_id=ev.call_id, tracking_number=body.tracking_number, caller=body.caller,
-                                  caller_name=body.caller_name, source=body.source, region=ev.region or None)
-    return None
-
-
-def _resolved(evs: list[CallEvent]) -> events.Resolved | None:
-    for ev in evs:
-        body = events.parse_or_generic(ev)
-        if isinstance(body, events.Resolved):
-            return body
-    return None
-
-
 def cmd_reroute(args: argparse.Namespace) -> int:
     async def go(bus: Bus) -> int:
         evs = await _events_or_complain(bus, args.call_id)
-        req = reroute_request(evs)
-        if req is None:
-            print("the call's `received` event is missing: nothing to re-run", file=sys.stderr)
+        if not evs:
             return 1
-        decision = await bus.request(subjects.routing_resolve(), req, RoutingDecision, timeout=2.0)
-        then = _resolved(evs)
-        now = decision.model_dump(exclude={"schema_version"})
-        for t in now["targets"]:
-            t.pop("password", None)
+        try:
+            result = await reroute(bus, evs)
+        except NothingToRerun as e:
+            print(str(e), file=sys.stderr)
+            return 1
         if args.json:
-            print(json.dumps({"then": then.to_payload() if then else None, "now": now}, indent=2))
-            return 0
-        print(f"tracking number {req.tracking_number}, caller {req.caller}")
-        if not decision.ok:
-            print(f"now: rejected with {decision.status} {decision.reason}")
+            print(json.dumps(result.to_dict(), indent=2))
         else:
-            print(f"now: ring timeout {decision.ring_timeout}s, region {decision.region_preference or '-'}, "
-                  f"send digits {decision.send_digits or '-'}")
-            for i, t in enumerate(decision.targets, 1):
-                print(f"  {i}. {t.uri} ({t.transport}, priority {t.priority}, weight {t.weight}"
-                      f"{', SRTP' if t.secure_media else ''})")
-        if then is not None:
-            before = [t.uri for t in then.targets]
-            after = [t.uri for t in decision.targets]
-            print("unchanged since the call" if before == after and then.ok == decision.ok
-                  else f"then: {'ok' if then.ok else 'rejected'} {before}")
+            print(render_reroute(result, width=shutil.get_terminal_size((100, 24)).columns))
         return 0
 
     return asyncio.run(_with_bus(args, go))
+
+
+def cmd_export_csv(args: argparse.Namespace) -> int:
+    import httpx
+
+    from .provision import Api, CliError
+
+    params = {k: v for k, v in (("number", args.number), ("from", args.from_), ("to", args.to),
+                                ("result", args.result), ("account_id", args.account_id)) if v}
+    params["format"] = "csv"
+    try:
+        api = Api(args)
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        rows = -1  # the header line
+        try:
+            with api.client.stream("GET", "/v1/calls", params=params, timeout=None) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    from .provision import problem_text
+
+                    raise CliError(problem_text(r))
+                for chunk in r.iter_text():
+                    out.write(chunk)
+                    rows += chunk.count("\r\n")
+        finally:
+            if out is not sys.stdout:
+                out.close()
+    except httpx.HTTPError as e:
+        print(f"cannot reach the API: {e}", file=sys.stderr)
+        return 2
+    except CliError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    if args.output:
+        print(f"wrote {max(rows, 0)} calls to {args.output}", file=sys.stderr)
+    return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -205,6 +247,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.add_argument("--sip", action="store_true", help="print SIP messages whole")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
+
+    ladder = csub.add_parser("ladder", help="a call's ladder diagram in the terminal (sngrep-style)")
+    ladder.add_argument("call_id")
+    ladder.add_argument("--no-color", action="store_true", help="no ANSI colours (also when not a terminal, or NO_COLOR)")
+    ladder.add_argument("--width", type=int, default=0, help="columns to fit in (default: the terminal's)")
+    ladder.set_defaults(handler=cmd_ladder)
 
     tail = csub.add_parser("tail", help="follow live calls")
     tail.set_defaults(handler=cmd_tail)
@@ -219,10 +267,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--pcap", required=True, help="output file")
     export.set_defaults(handler=cmd_export)
 
-    reroute = csub.add_parser("reroute", help="what routing decides for this call today")
+    reroute = csub.add_parser("reroute", help="today's routing, region and media for this call, beside what happened")
     reroute.add_argument("call_id")
     reroute.add_argument("--json", action="store_true")
     reroute.set_defaults(handler=cmd_reroute)
 
-    for p in (show, tail, replay, export, reroute):
+    csv_ = csub.add_parser("export-csv", help="call detail records as CSV (over the HTTP API)")
+    csv_.add_argument("--number", help="tracking number (E.164)")
+    csv_.add_argument("--from", dest="from_", help="started at or after (ISO 8601)")
+    csv_.add_argument("--to", help="started before (ISO 8601)")
+    csv_.add_argument("--result", choices=("completed", "busy", "no-answer", "failed", "canceled"))
+    csv_.add_argument("--account-id", help="admin only: one account's calls")
+    csv_.add_argument("-o", "--output", help="file to write (default: standard output)")
+    csv_.add_argument("--api-url", default=None, help="API base URL (default: from var/run.json)")
+    csv_.add_argument("--token", default=None, help="API key (default: $SWITCHBOARD_API_TOKEN)")
+    csv_.set_defaults(handler=cmd_export_csv)
+
+    for p in (show, ladder, tail, replay, export, reroute):
         add_nats_arguments(p)

@@ -112,8 +112,52 @@ def _receiving_human(rn: dict[str, Any]) -> str:
     for t in rn["sip_targets"]:
         lines.append(f"  target {t['id']}: {t['uri']} [{t['transport']}] prio {t['priority']} weight {t['weight']}"
                      f" user {t.get('username') or '-'} password {'set' if t['has_password'] else 'none'}"
-                     f"{'' if t['enabled'] else ' (disabled)'}")
+                     f"{'' if t['enabled'] else ' (disabled)'}"
+                     f"{' health ' + t.get('health', 'unknown') if t.get('options_ping') else ''}")
+    if "diversion" in rn:
+        lines.append(f"  pbx: diversion {'on' if rn['diversion'] else 'off'}, request-uri user {rn['request_uri_user']}, "
+                     f"pai {'on' if rn['forward_pai'] else 'off'}, identity {'on' if rn['forward_identity'] else 'off'}, "
+                     f"transfer {rn['transfer']}, redirects {rn['follow_redirects']}, "
+                     f"forward headers {','.join(rn['forward_headers']) or '-'}, "
+                     f"sip headers {','.join(f'{k}={v}' for k, v in rn['sip_headers'].items()) or '-'}")
     return "\n".join(lines)
+
+
+def _pbx_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The PBX options of the API (issue 15) from their flags; only those given."""
+    body: dict[str, Any] = {}
+    for key in ("diversion", "request_uri_user", "forward_pai", "forward_identity", "transfer", "follow_redirects"):
+        if getattr(args, key, None) is not None:
+            body[key] = getattr(args, key)
+    if args.forward_header is not None:
+        body["forward_headers"] = [h for h in args.forward_header if h]
+    if args.sip_header is not None:
+        headers: dict[str, str] = {}
+        for item in args.sip_header:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise CliError(f"--sip-header {item!r}: give NAME=VALUE")
+            headers[name.strip()] = value.strip()
+        body["sip_headers"] = headers
+    return body
+
+
+def _pbx_flags(p: argparse.ArgumentParser) -> None:
+    def onoff(flag: str, dest: str, what: str) -> None:
+        g = p.add_mutually_exclusive_group()
+        g.add_argument(f"--{flag}", dest=dest, action="store_const", const=True, default=None, help=what)
+        g.add_argument(f"--no-{flag}", dest=dest, action="store_const", const=False)
+
+    onoff("diversion", "diversion", "Diversion header with the tracking number (default on)")
+    onoff("forward-pai", "forward_pai", "pass the carrier's P-Asserted-Identity and Privacy (default on)")
+    onoff("forward-identity", "forward_identity", "pass the carrier's STIR/SHAKEN Identity (default on)")
+    p.add_argument("--request-uri-user", choices=["target", "tracking_number"],
+                   help="tracking_number: the DID in the Request-URI and To")
+    p.add_argument("--transfer", choices=["reject", "same_host", "any"], help="REFER from the PBX")
+    p.add_argument("--follow-redirects", choices=["none", "same_host", "any"], help="3xx from a target")
+    p.add_argument("--forward-header", action="append", metavar="NAME",
+                   help="carrier header to copy, e.g. 'X-*' (repeat; '' clears)")
+    p.add_argument("--sip-header", action="append", metavar="NAME=VALUE", help="X- header to add (repeat)")
 
 
 # --- numbers -------------------------------------------------------------------------
@@ -189,7 +233,10 @@ def receiving_add(args: argparse.Namespace) -> int:
         tls["ca_pem"] = Path(args.ca_file).read_text()
     targets = []
     for i, uri in enumerate(args.uri):
-        t: dict[str, Any] = {"uri": uri, "priority": 10 + 10 * i if args.failover else 10, "tls": tls}
+        t: dict[str, Any] = {"uri": uri, "priority": 10 + 10 * i if args.failover else 10, "tls": tls,
+                             "options_ping": args.options_ping}
+        if args.media_encryption:
+            t["media_encryption"] = args.media_encryption
         if args.username:
             t["username"] = args.username
             if password is not None:
@@ -197,9 +244,11 @@ def receiving_add(args: argparse.Namespace) -> int:
         targets.append(t)
     body: dict[str, Any] = {"name": args.name, "dial_sip_client": True, "sip_targets": targets,
                             "ring_timeout": args.ring_timeout}
-    for key, value in (("send_digits", args.send_digits), ("region", args.region), ("account_id", args.account)):
+    for key, value in (("send_digits", args.send_digits), ("region", args.region), ("account_id", args.account),
+                       ("nat", args.nat)):
         if value:
             body[key] = value
+    body.update(_pbx_options(args))
     rn = Api(args).call("POST", "/v1/receiving-numbers", json=body)
     _emit(args, rn, _receiving_human(rn))
     return 0
@@ -213,10 +262,11 @@ def receiving_show(args: argparse.Namespace) -> int:
 
 def receiving_update(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {}
-    for key in ("name", "ring_timeout", "send_digits", "region", "enabled"):
+    for key in ("name", "ring_timeout", "send_digits", "region", "enabled", "nat"):
         value = getattr(args, key)
         if value is not None:
             body[key] = value
+    body.update(_pbx_options(args))
     if not body:
         raise CliError("nothing to change")
     rn = Api(args).call("PATCH", f"/v1/receiving-numbers/{args.id}", json=body)
@@ -291,7 +341,12 @@ def register(sub: Any) -> None:
     p.add_argument("--region", help="preferred region code, e.g. us1")
     p.add_argument("--no-verify-tls", action="store_true", help="accept a self-signed certificate (sips:)")
     p.add_argument("--ca-file", help="PEM file of a private CA to trust (sips:)")
+    p.add_argument("--media-encryption", choices=("srtp", "none"),
+                   help="srtp (TLS targets only) or none (plain RTP); default: srtp on TLS, none otherwise")
+    p.add_argument("--nat", choices=("auto", "off"), help="NAT detection for the PBX (default auto)")
     p.add_argument("--account", help="account id (with an admin key)")
+    p.add_argument("--options-ping", action="store_true", help="probe the targets with OPTIONS; skip them while down")
+    _pbx_flags(p)
     p.set_defaults(handler=_guard(receiving_add))
     for action, fn in (("show", receiving_show), ("delete", receiving_delete)):
         p = rs.add_parser(action, parents=[common], help=f"{action} a receiving number")
@@ -303,5 +358,7 @@ def register(sub: Any) -> None:
     p.add_argument("--ring-timeout", type=int)
     p.add_argument("--send-digits")
     p.add_argument("--region")
+    p.add_argument("--nat", choices=("auto", "off"), help="NAT detection for the PBX")
     _enable_flags(p)
+    _pbx_flags(p)
     p.set_defaults(handler=_guard(receiving_update))

@@ -87,7 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nats-port", type=port, default=env("SWITCHBOARD_NATS_PORT", "4222"),
                    help="port of the embedded nats-server (a free one if taken)")
     p.add_argument("--host", default=env("SWITCHBOARD_SIP_HOST", "127.0.0.1"),
-                   help="address to listen on for SIP and HTTP")
+                   help="address to listen on for SIP, RTP and HTTP")
+    p.add_argument("--advertise", default=env("SWITCHBOARD_ADVERTISE_ADDRESS"),
+                   help="the address carriers and SIP clients reach this host at (Via, Contact, SDP); "
+                        "default: --host unless that is a wildcard")
     p.add_argument("--sip-port", type=port, default=env("SWITCHBOARD_SIP_PORT", "5060"))
     p.add_argument("--sip-tls-port", type=port, default=env("SWITCHBOARD_SIP_TLS_PORT", "5061"))
     p.add_argument("--http-port", type=port, default=env("SWITCHBOARD_HTTP_PORT", "8080"))
@@ -130,10 +133,22 @@ class Stack:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    @property
+    def advertise(self) -> str | None:
+        a = self.args
+        if a.advertise:
+            return str(a.advertise)
+        return None if a.host in ("0.0.0.0", "::", "") else str(a.host)
+
     def env(self) -> dict[str, str]:
         a = self.args
         cert, key = ensure_self_signed(self.data_dir)
         env = dict(os.environ)
+        if self.advertise:
+            env["SWITCHBOARD_ADVERTISE_ADDRESS"] = self.advertise
+        # Media binds where SIP does unless told otherwise: a call's SDP must point at a socket
+        # the carrier can reach (it was 127.0.0.1 whatever --host said).
+        env.setdefault("SWITCHBOARD_MEDIA_HOST", a.host)
         env.update(
             SWITCHBOARD_NATS_URL=self.nats_url,
             SWITCHBOARD_REGION=a.region,
@@ -219,6 +234,7 @@ class Stack:
         a = self.args
         say("up", "ready:")
         say("up", f"  SIP         {a.host}:{a.sip_port} udp+tcp, {a.host}:{a.sip_tls_port} tls")
+        say("up", f"  advertised  {self.advertise or '127.0.0.1 (loopback only: pass --advertise IP for real peers)'}")
         say("up", f"  console     http://{a.host}:{a.http_port}/  (sign in with the admin token below)")
         say("up", f"  HTTP API    http://{a.host}:{a.http_port}/v1  (docs at /docs)")
         say("up", f"  NATS        {self.nats_url}")

@@ -159,7 +159,7 @@ class Bus:
         if max_reconnect_attempts == 0:
             max_reconnect_attempts = 1
         nc = await nats.connect(
-            servers_of(url),
+            servers_of(url),  # every server of a cluster: a first connect works with one down
             name=name,
             connect_timeout=connect_timeout,
             max_reconnect_attempts=max_reconnect_attempts,

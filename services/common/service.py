@@ -19,6 +19,7 @@ from proto.messages import Heartbeat, ServiceName
 
 from .bus import Bus
 from .logging import setup_logging
+from .looplag import LoopLag
 from .metrics import start_metrics_server
 from .settings import CommonSettings
 
@@ -37,6 +38,8 @@ class Component(Generic[S]):
     def __init__(self, bus: Bus, settings: S) -> None:
         self.bus = bus
         self.settings = settings
+        self.loop_lag = LoopLag()
+        """Started by `serve`; the component may refuse work by it, and its heartbeat reports it."""
 
     async def start(self) -> None:
         """Subscribe, bind sockets. Raise to abort start-up with a clear message."""
@@ -55,6 +58,7 @@ class Component(Generic[S]):
             addresses=[self.settings.public_address],
             interval=self.settings.heartbeat_interval,
             version=VERSION,
+            lag=round(self.loop_lag.lag, 4),
         )
 
 
@@ -82,12 +86,14 @@ async def serve(
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
 
-    start_metrics_server(settings.metrics_port)
+    start_metrics_server(settings.metrics_port, settings.metrics_host)
     component = factory(bus, settings)
+    component.loop_lag.start()
     try:
         await component.start()
     except Exception:
         await component.stop()
+        await component.loop_lag.stop()
         await bus.close()
         raise
     svc = await micro.add_service(
@@ -117,6 +123,13 @@ async def serve(
     except TimeoutError:
         log.warning("%s: drain deadline reached, stopping with work in progress", name)
     await component.stop()
+    await component.loop_lag.stop()
+    try:  # goodbye: the registry forgets this node now, not after missed heartbeats
+        hb = component.heartbeat()
+        hb.leaving = True
+        await bus.publish(subjects.heartbeat(name, settings.region, settings.node_id), hb)
+    except Exception as e:  # NATS gone: the registry will notice the silence instead
+        log.debug("goodbye not sent: %s", e)
     try:
         await asyncio.wait_for(svc.stop(), 2)
     except Exception:  # NATS gone: nothing left to unregister from

@@ -8,7 +8,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,7 +30,31 @@ class CommonSettings(BaseSettings):
     heartbeat_interval: float = 1.0
     public_address: str = "127.0.0.1"
     """The address peers use to reach this node (SDP, Via, allow-list)."""
+    advertise_address: str | None = None
+    """The one address of this host that carriers and SIP clients reach: unless set on their
+    own, `public_address` (SIP Via/Contact, SDP), the SIP listeners and the media sockets
+    take it. Behind 1:1 NAT, set this to the public IP and `SWITCHBOARD_SIP_HOST` /
+    `SWITCHBOARD_MEDIA_HOST` to the local one (or 0.0.0.0)."""
     metrics_port: int = 0
     """Prometheus /metrics port; 0 disables it."""
+    metrics_host: str = "127.0.0.1"
+    """Address /metrics binds to (0.0.0.0 in a container, so Prometheus can scrape it)."""
     shutdown_grace: float = 10.0
     """Seconds a draining service keeps its work in progress on SIGTERM."""
+    hep_address: str | None = None
+    """host:port of a HEP v3 capture server (Homer, heplify-server) to copy SIP messages and
+    RTCP reports to over UDP; unset, nothing is sent."""
+    hep_capture_id: int = 2001
+    """The HEP capture agent id this node sends with (Homer shows it per node)."""
+
+    @model_validator(mode="after")
+    def _advertised(self) -> CommonSettings:
+        if self.advertise_address and "public_address" not in self.model_fields_set:
+            self.public_address = self.advertise_address
+        return self
+
+    def bind_default(self, field: str) -> None:
+        """A listener address left at its default follows `advertise_address` (for the
+        services' own host settings: sip_host, media_host)."""
+        if self.advertise_address and field not in self.model_fields_set:
+            setattr(self, field, self.advertise_address)

@@ -26,6 +26,7 @@ from .records import CallRecorder
 from .resolver import Resolver
 from .secrets import SecretBox, reseal
 from .settings import ConfigSettings
+from .target_health import TargetHealth
 from .webhooks import WebhookDispatcher, purge_deliveries
 
 log = logging.getLogger("switchboard.config")
@@ -67,6 +68,7 @@ class Config(Component[ConfigSettings]):
         self.ctx.local_listeners.append(self.resolver.on_change)
         self.ctx.ready_checks["resolver"] = lambda: bool(self.resolver and self.resolver.loaded)
         await self.resolver.start()
+        await TargetHealth(self.bus, self.resolver, sm).start()
         await self._start_calls(sm, secrets)
         self._housekeeping = asyncio.create_task(self._purge_loop(sm))
         config = uvicorn.Config(create_app(self.ctx), host=s.http_host, port=s.http_port, lifespan="off",

@@ -52,6 +52,8 @@ log = logging.getLogger("switchboard.config.records")
 RESULTS = ("completed", "busy", "no-answer", "failed", "canceled", "lost")
 
 CALL_RECORDS = Counter("switchboard_call_records_total", "Calls recorded as ended, by result", ["result"])
+CALL_FAILURES = Counter("switchboard_call_failures_total",
+                        "Calls that did not complete, by result and the SIP status the carrier got", ["result", "status"])
 CALL_EVENTS = Counter("switchboard_call_events_consumed_total",
                       "Call events taken from the CALLS stream by the record consumer, by outcome", ["outcome"])
 
@@ -192,6 +194,17 @@ def _answered(body: events.Answered, rec: CallRecord, ev: CallEvent) -> None:
     rec.answered_at = to_dt(ev.ts)
     rec.pdd_ms = body.pdd_ms
     _attempt(rec, body.target, ev.ts, result="answered", status=200)
+
+
+@_fold.register
+def _transferred(body: events.Transferred, rec: CallRecord, ev: CallEvent) -> None:
+    # The client REFERred the call (RFC 3515): the old target is `transferred`, the new one
+    # answered; a failed transfer leaves the call where it was.
+    if body.ok:
+        _attempt(rec, body.from_target, ev.ts, result="transferred", status=202, reason=f"to {body.target}")
+        _attempt(rec, body.target, ev.ts, result="answered", status=200)
+    else:
+        _attempt(rec, body.target, ev.ts, result="failed", status=body.status, reason=body.reason)
 
 
 @_fold.register
@@ -338,7 +351,7 @@ async def apply_call_events(session: AsyncSession, call_id: str, events: list[Ca
         await session.flush()
         await enqueue_for_record(session, rec)
         if rec.result and not was_final:
-            session.info.setdefault("ended", []).append(rec.result)
+            session.info.setdefault("ended", []).append((rec.result, rec.sip_status))
     return rec, changed
 
 
@@ -497,11 +510,13 @@ class CallRecorder:
         return False
 
 
-def _count(changed: int, total: int, ended: list[str]) -> None:
+def _count(changed: int, total: int, ended: list[tuple[str, int | None]]) -> None:
     CALL_EVENTS.labels("applied").inc(changed)
     CALL_EVENTS.labels("duplicate").inc(total - changed)
-    for result in ended:
+    for result, status in ended:
         CALL_RECORDS.labels(result).inc()
+        if result != "completed":
+            CALL_FAILURES.labels(result, str(status or 0)).inc()
 
 
 async def _ack(m: Msg, term: bool = False) -> None:

@@ -19,14 +19,23 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from proto import subjects
-from proto.messages import ConfigChanged, ConfigEntity, RoutingDecision, RoutingRequest, SipTarget, TlsOptions
+from proto.messages import (
+    ConfigChanged,
+    ConfigEntity,
+    PbxOptions,
+    PingTarget,
+    RoutingDecision,
+    RoutingRequest,
+    SipTarget,
+    TlsOptions,
+)
 from services.common.bus import Bus
 from services.common.tasks import cancel_and_wait
 
 from .db.models import Account, ReceivingNumber, TrackingNumber
 from .errors import SecretError
 from .secrets import SecretBox
-from .validation import normalize_e164, parse_sip_uri
+from .validation import media_encryption, normalize_e164, parse_sip_uri
 
 log = logging.getLogger("switchboard.config.resolver")
 
@@ -48,6 +57,8 @@ class Route:
     ring_timeout: float
     send_digits: str | None
     region: str | None
+    nat: str = "auto"
+    pbx: PbxOptions = field(default_factory=PbxOptions)
     broken: str = ""
     """Why the route cannot be used (e.g. a password sealed with a key not configured)."""
 
@@ -75,6 +86,8 @@ class Resolver:
         self.full_reload = full_reload
         self.rng = rng or random.Random()
         self.routes: dict[str, Route] = {}
+        self.health: dict[str, str] = {}
+        """Target id -> up/down/unknown, from TargetHealthChanged (target_health.py)."""
         self.by_account: dict[str, set[str]] = {}
         self.loaded = False
         self.reloads = 0
@@ -197,13 +210,22 @@ class Resolver:
                 continue
             targets.append(SipTarget(
                 uri=t.uri, transport=uri.transport, priority=t.priority, weight=t.weight, credentials_ref=t.id,
-                username=t.username, password=password, secure_media=uri.secure,
+                username=t.username, password=password,
+                secure_media=media_encryption(uri, t.media_encryption) == "srtp",
                 tls=TlsOptions(verify=t.tls_verify, ca_pem=t.tls_ca_pem, client_cert_pem=t.tls_client_cert_pem,
-                               client_key_pem=client_key)))
+                               client_key_pem=client_key), options_ping=t.options_ping))
+            if t.options_ping and t.health_row is not None:
+                self.health.setdefault(t.id, t.health_row.health)
         return Route(number=tn.number, account_id=acc.id, account_active=acc.status == "active",
                      receiving_number_id=rn.id, tracking_enabled=tn.enabled,
                      receiving_enabled=rn.enabled and rn.dial_sip_client, targets=targets,
                      ring_timeout=float(rn.ring_timeout), send_digits=rn.send_digits, region=rn.region,
+                     nat=rn.nat or "auto",
+                     pbx=PbxOptions(diversion=rn.diversion, request_uri_user=rn.request_uri_user,
+                                    forward_pai=rn.forward_pai, forward_identity=rn.forward_identity,
+                                    forward_headers=list(rn.forward_headers or []),
+                                    sip_headers=dict(rn.sip_headers or {}), transfer=rn.transfer,
+                                    follow_redirects=rn.follow_redirects),
                      broken=broken if not targets else "")
 
     # --- answering ----------------------------------------------------------------
@@ -238,10 +260,26 @@ class Resolver:
             return RoutingDecision(ok=False, status=503, reason=route.broken, **base)
         if not route.targets:
             return RoutingDecision(ok=False, status=480, reason="no enabled SIP target", **base)
-        targets = weighted_order(route.targets, self.rng)
+        targets = [t.model_copy(update={"health": self.health.get(t.credentials_ref or "", "unknown")})
+                   if t.options_ping else t for t in route.targets]
+        # A target OPTIONS found down is skipped (no ring timeout spent on it); when every
+        # one is down, they are all tried anyway: the pings may be wrong, the call is not lost.
+        alive = [t for t in targets if t.health != "down"]
+        targets = weighted_order(alive or targets, self.rng)
         return RoutingDecision(
             ok=True, targets=targets, secure_media=targets[0].secure_media, ring_timeout=route.ring_timeout,
-            send_digits=route.send_digits, region_preference=route.region, **base)
+            send_digits=route.send_digits, region_preference=route.region,
+            nat="off" if route.nat == "off" else "auto", pbx=route.pbx, **base)
 
     async def handle(self, req: RoutingRequest) -> RoutingDecision:
         return self.decide(req)
+
+    def pinged_targets(self) -> list[PingTarget]:
+        """Every routed target with options_ping on, once."""
+        out: dict[str, PingTarget] = {}
+        for route in self.routes.values():
+            for t in route.targets:
+                if t.options_ping and t.credentials_ref and t.credentials_ref not in out:
+                    out[t.credentials_ref] = PingTarget(target_id=t.credentials_ref, uri=t.uri, transport=t.transport,
+                                                        tls=t.tls, health=self.health.get(t.credentials_ref, "unknown"))
+        return list(out.values())

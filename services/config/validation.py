@@ -22,6 +22,21 @@ SEND_DIGITS = re.compile(r"[0-9A-Da-d*#wW]{1,64}")
 SEND_DIGITS_HELP = "digits 0-9, A-D, * and #, with w for a 0.5 s pause (e.g. ww123#), at most 64"
 
 
+def media_encryption(uri: TargetUri, chosen: str | None) -> str:
+    """A target's media encryption: what was chosen, else SRTP on TLS targets (sips: or
+    transport=tls) and plain RTP otherwise."""
+    return chosen or ("srtp" if uri.secure else "none")
+
+
+def check_media_encryption(uri: TargetUri, chosen: str | None) -> str | None:
+    """Why `chosen` cannot be used with this target, or None. SDES (RFC 4568 §8.3) puts
+    the SRTP key in the SDP: over UDP or TCP anyone on the path would read it."""
+    if chosen == "srtp" and not uri.secure:
+        return (f"srtp needs a TLS target (sips: or transport=tls): over {uri.transport} the SDES key "
+                "would cross the network in clear")
+    return None
+
+
 def check_send_digits(value: str) -> str:
     if not SEND_DIGITS.fullmatch(value):
         raise ValueError(f"must be {SEND_DIGITS_HELP}")

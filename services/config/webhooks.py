@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from prometheus_client import Counter, Histogram
-from sqlalchemy import and_, exists, or_, select, update
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -43,7 +43,7 @@ from .secrets import SecretBox
 
 log = logging.getLogger("switchboard.config.webhooks")
 
-EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf")
+EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf", "transferred")
 SIGNATURE_HEADER = "X-Switchboard-Signature"
 USER_AGENT = "Switchboard-Webhooks/1"
 
@@ -53,6 +53,7 @@ DELIVERIES = Counter("switchboard_webhook_deliveries_total",
 DELIVERY_SECONDS = Histogram("switchboard_webhook_delivery_seconds", "Time an endpoint took to answer a delivery",
                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 QUEUED = Counter("switchboard_webhook_queued_total", "Webhook deliveries queued, by event", ["event"])
+BACKLOG = Gauge("switchboard_webhook_backlog", "Webhook deliveries pending (due or waiting for a retry)")
 
 
 _last_id = [0]
@@ -100,6 +101,7 @@ def _iso(dt: datetime | None) -> str | None:
 
 def implied_events(rec: CallRecord) -> list[tuple[str, str, float, dict[str, Any]]]:
     """(event, key, order, body) of every status the call has reached."""
+    from .records import attempts  # records imports this module
     if not rec.account_id:
         return []
     base = {"call_id": rec.id, "account_id": rec.account_id, "tracking_number": rec.tracking_number,
@@ -117,13 +119,20 @@ def implied_events(rec: CallRecord) -> list[tuple[str, str, float, dict[str, Any
         out.append(("dtmf", f"dtmf:{d.get('key')}"[:160], float(d.get("ts") or started),
                     {"ts": d.get("ts"), "digit": d.get("digit"), "leg": d.get("leg"),
                      "duration_ms": d.get("duration_ms")}))
+    for tr in rec.targets or []:
+        # A REFER from the SIP client moved the call (records._transferred): one delivery each.
+        if tr.get("k") == "outcome" and tr.get("result") == "transferred":
+            ts = float(tr.get("ts") or started)
+            out.append(("transferred", f"transferred:{ts}"[:160], ts,
+                        {"ts": ts, "from_target": tr.get("target"), "target": str(tr.get("reason") or "")[3:]}))
     if rec.result is not None:
         t = _ts(rec.ended_at) or started
         # After every DTMF of the call, whatever the clocks of the nodes said.
         order = max([t] + [o for e, _, o, _ in out if e == "dtmf"]) + 1e-6 if rec.dtmf else t
         out.append(("completed", "completed", order,
                     {"ts": t, "result": rec.result, "duration": rec.duration, "sip_status": rec.sip_status,
-                     "reason": rec.reason, "answered_at": _iso(rec.answered_at), "ended_at": _iso(rec.ended_at)}))
+                     "reason": rec.reason, "answered_at": _iso(rec.answered_at), "ended_at": _iso(rec.ended_at),
+                     "targets": [{k: a[k] for k in ("target", "result", "status")} for a in attempts(rec)]}))
     return [(ev, key, order, {"event": ev, **base, **extra}) for ev, key, order, extra in out]
 
 
@@ -211,6 +220,8 @@ class WebhookDispatcher:
     async def _dispatch(self) -> None:
         now = datetime.now(UTC)
         async with self.sm() as session:
+            BACKLOG.set((await session.execute(select(func.count()).select_from(WebhookDelivery).where(
+                WebhookDelivery.status == "pending"))).scalar_one())
             ids = list((await session.execute(
                 select(WebhookDelivery.webhook_id).where(
                     WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,

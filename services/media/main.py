@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -25,17 +26,21 @@ from proto.messages import (
     MediaAllocation,
     MediaDtmf,
     MediaLeg,
+    MediaRekey,
     MediaRelease,
     MediaStats,
     MediaUpdate,
 )
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
+from services.common.hep import PROTO_RTCP_JSON, HepSender
 from services.common.liveness import Liveness
 from services.common.service import Component, run
 
 from . import metrics
+from .capture import rtcp_json
 from .errors import BadKey, BadRequest, Draining, PoolExhausted, UnknownCall
+from .packets import RtcpPacket
 from .pool import PortPool
 from .relay import Call, Leg, Relay
 from .settings import MediaSettings
@@ -61,12 +66,17 @@ class Media(Component[MediaSettings]):
 
     def __init__(self, bus: Bus, settings: MediaSettings) -> None:
         super().__init__(bus, settings)
+        problem = settings.apply_region_range()
+        if problem:
+            raise SystemExit(problem)
         self.events = CallEventPublisher(bus, "media", settings.region, settings.node_id)
         self.pool = PortPool(
             settings.port_min, settings.port_max, quarantine=settings.quarantine,
             state_path=settings.data_dir / "media" / f"ports-{settings.media_host}-{settings.port_min}-{settings.port_max}.json",
         )
         self.relay: Relay | None = None
+        self.hep = (HepSender(settings.hep_address, capture_id=settings.hep_capture_id, node_name=settings.node_id)
+                    if settings.hep_address else None)
         self.draining = False
         self._allocate_sub: Subscription | None = None
         self._subs: list[Subscription] = []
@@ -87,11 +97,15 @@ class Media(Component[MediaSettings]):
     async def start(self) -> None:
         raise_fd_limit()
         s = self.settings
+        if self.hep is not None:
+            await self.hep.start()
         self.relay = Relay(self.pool, host=s.media_host, emit=self._emit, socket_buffer=s.socket_buffer,
-                           default_timeout=s.no_media_timeout)
+                           default_timeout=s.no_media_timeout,
+                           on_rtcp_report=self._capture_rtcp if self.hep is not None else None)
         w = self.worker_id
         self._subs = [
             await self.bus.subscribe(subjects.media_worker(w, "update"), self.on_update, MediaUpdate),
+            await self.bus.subscribe(subjects.media_worker(w, "rekey"), self.on_rekey, MediaRekey),
             await self.bus.subscribe(subjects.media_worker(w, "release"), self.on_release, MediaRelease),
             await self.bus.subscribe(subjects.media_worker(w, "dtmf"), self.on_dtmf, MediaDtmf),
         ]
@@ -124,8 +138,17 @@ class Media(Component[MediaSettings]):
         if self.relay is not None:
             await self.relay.idle.wait()
 
+    def _capture_rtcp(self, call_id: str, src: tuple[str, int], port: int, report: list[RtcpPacket]) -> None:
+        payload = rtcp_json(report)
+        if payload is not None and self.hep is not None:
+            # Our call id is also the correlation id of the call's SIP in HEP: Homer joins them.
+            self.hep.send(src, (self.settings.public_address, port), time.time(), payload,
+                          correlation_id=call_id, proto_type=PROTO_RTCP_JSON)
+
     async def stop(self) -> None:
         self.events.stop()
+        if self.hep is not None:
+            self.hep.close()
         if self._ticker is not None:
             self._ticker.cancel()
         for sub in self._subs + ([self._allocate_sub] if self._allocate_sub else []):
@@ -232,8 +255,13 @@ class Media(Component[MediaSettings]):
             raise BadRequest(str(e), {"leg": req.leg}) from None
         self.relay.update(call, req.leg, address=req.remote_address, port=req.remote_port,
                           rtcp_port=req.remote_rtcp_port, te_pt=req.telephone_event_pt, remote_key=key,
-                          direction=req.direction)
+                          direction=req.direction, latch_host=req.latch_host)
         return Ack()
+
+    async def on_rekey(self, req: MediaRekey) -> MediaLeg:
+        call = self._call(req.call_id)
+        assert self.relay is not None
+        return self._leg_info(self.relay.rekey(call, req.leg, secure=req.secure))
 
     async def on_dtmf(self, req: MediaDtmf) -> Ack:
         call = self._call(req.call_id)
@@ -262,6 +290,10 @@ class Media(Component[MediaSettings]):
             metrics.PACKETS_LOST.labels(name).inc(max(0, leg.lost))
             metrics.SRTP_FAILURES.labels(name).inc(leg.srtp_failures)
             metrics.DROPPED.labels(name).inc(leg.dropped)
+            if leg.packets_in:
+                metrics.JITTER_MS.labels(name).observe(leg.jitter_ms)
+        if stats.mos is not None:
+            metrics.MOS.observe(stats.mos)
         await asyncio.sleep(0)  # let the call's queued events take their sequence numbers first
         await self.events.emit(call.call_id, MediaStatsReport.of(stats))
         self.events.forget(call.call_id)
@@ -269,4 +301,8 @@ class Media(Component[MediaSettings]):
 
 
 def main() -> None:
-    run("media", MediaSettings(), lambda bus, s: Media(bus, s))
+    settings = MediaSettings()
+    problem = settings.apply_region_range()  # before anything else: refuse before connecting
+    if problem:
+        raise SystemExit(problem)
+    run("media", settings, lambda bus, s: Media(bus, s))

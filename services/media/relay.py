@@ -23,6 +23,7 @@ from typing import Any
 
 from proto.events import CallEventBody, Dtmf, MediaTimeout
 from proto.messages import Direction, LegStats, MediaStats
+from proto.nat import is_private
 
 from . import packets as pk
 from .dtmf import Digit, DtmfDetector, plan_dtmf
@@ -44,15 +45,24 @@ _pack_hdr = _HDR.pack
 _pack_hdr_into = _HDR.pack_into
 
 EmitFn = Callable[[str, CallEventBody], None]
+# (call id, the peer's RTCP address, our RTCP port it came to, the parsed compound packet)
+RtcpHook = Callable[[str, tuple[str, int], int, "list[pk.RtcpPacket]"], None]
 
 
-def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], signalled_host: str | None) -> bool:
+def may_latch(*, secure: bool, authenticated: bool, source: tuple[str, int], signalled_host: str | None,
+              nat_host: str | None = None) -> bool:
     """Symmetric RTP (RFC 4961) with a guard against hijacking: on a secure leg only a
     source whose packet passed SRTP authentication (and the replay check) may move the
     latch; on a plain leg only the address signalled in the peer's SDP (any port, for NAT
-    port rewriting)."""
+    port rewriting). A peer found behind a NAT (`nat_host`, its signaling source IP) may
+    latch only from that IP or its public signalled one (an SBC's separate media address),
+    on either kind of leg: nothing from any other IP."""
+    if nat_host is not None and source[0] != nat_host and source[0] != signalled_host:
+        return False
     if secure:
         return authenticated
+    if nat_host is not None:
+        return True
     return signalled_host is not None and source[0] == signalled_host
 
 
@@ -94,6 +104,8 @@ class Leg:
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.remote_host: str | None = None
+        self.nat_host: str | None = None
+        """Set when the peer is behind a NAT: the only IP it may latch from."""
         self.te_pt: int | None = 101
         self.direction: Direction = "sendrecv"
         self.sends = True
@@ -101,6 +113,7 @@ class Leg:
         self.receives = True
         """The peer wants our media (sendrecv/recvonly)."""
         self.updated = False
+        self.held = 0  # packets from this leg not relayed: the other side is on hold
         self.latched: tuple[str, int] | None = None
         self.latched_rtcp: tuple[str, int] | None = None
         self.dest: tuple[str, int] | None = None
@@ -139,9 +152,21 @@ class Leg:
         return LegStats(
             packets_in=self.packets_in, packets_out=self.packets_out, bytes_in=self.bytes_in,
             bytes_out=self.bytes_out, lost=self.stream.lost, jitter_ms=round(self.stream.jitter_ms(), 3),
-            srtp_failures=self.srtp_failures, dropped=self.dropped,
+            srtp_failures=self.srtp_failures, dropped=self.dropped, held=self.held, direction=self.direction,
             latched=f"{self.latched[0]}:{self.latched[1]}" if self.latched else None,
+            nat=self.nat_host is not None,
         )
+
+    def rekey(self, secure: bool) -> None:
+        """Fresh media for a new attempt: a new SRTP key (or none), and no peer yet."""
+        self.secure = secure
+        self.local_key = generate_key() if secure else None
+        self.srtp = SrtpLeg(self.local_key) if self.local_key else None
+        self.remote = self.remote_rtcp = None
+        self.remote_host = self.nat_host = None
+        self.latched = self.latched_rtcp = None
+        self.updated = False
+        self._refresh_dest()
 
 
 class Call:
@@ -184,8 +209,10 @@ class Relay:
     """Every call of one worker. `emit(call_id, body)` publishes call events."""
 
     def __init__(self, pool: PortPool, *, host: str, emit: EmitFn | None = None, socket_buffer: int = 0,
-                 default_timeout: float = 30.0) -> None:
+                 default_timeout: float = 30.0, on_rtcp_report: RtcpHook | None = None) -> None:
         self.pool = pool
+        self.on_rtcp_report = on_rtcp_report
+        """Sees every RTCP compound packet a peer sent (decrypted, parsed), for HEP capture."""
         self.host = host
         self.emit = emit or (lambda call_id, body: None)
         self.socket_buffer = socket_buffer
@@ -224,7 +251,8 @@ class Relay:
         return call
 
     def update(self, call: Call, leg_name: str, *, address: str, port: int, rtcp_port: int | None,
-               te_pt: int | None, remote_key: bytes | None, direction: Direction) -> None:
+               te_pt: int | None, remote_key: bytes | None, direction: Direction,
+               latch_host: str | None = None) -> None:
         leg = call.leg(leg_name)
         if leg.srtp is not None:
             if remote_key is None:
@@ -234,11 +262,24 @@ class Relay:
             host = socket.getaddrinfo(address, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST)[0][4][0]
         except OSError as e:
             raise BadRequest("remote address must be a numeric IP", {"address": address}) from e
-        if (host, port) != leg.remote:
+        nat_host = None
+        if latch_host is not None:
+            try:
+                nat_host = socket.getaddrinfo(latch_host, port, type=socket.SOCK_DGRAM,
+                                              flags=socket.AI_NUMERICHOST)[0][4][0]
+            except OSError as e:
+                raise BadRequest("latch host must be a numeric IP", {"latch_host": latch_host}) from e
+            if is_private(host):
+                # A private SDP address is not reachable (and may be one of ours): until the
+                # first packet latches, send to the signaling source IP at the signalled
+                # port, the guess most NATs (port-preserving) make right.
+                host = nat_host
+        if (host, port) != leg.remote or nat_host != leg.nat_host:
             # A new signalled address (re-INVITE, transfer): latch afresh (RFC 4961 §3).
             leg.latched = None
             leg.latched_rtcp = None
         leg.remote_host = host
+        leg.nat_host = nat_host
         leg.remote = (host, port)
         leg.remote_rtcp = (host, rtcp_port or port + 1)
         leg.te_pt = te_pt
@@ -249,6 +290,14 @@ class Relay:
         leg._refresh_dest()
         if call.active_since is None and call.a.updated and call.b.updated:
             call.active_since = self.loop.time()
+
+    def rekey(self, call: Call, leg_name: str, *, secure: bool) -> Leg:
+        """A new attempt on `leg_name` (the client leg's next target): its own SRTP key or
+        plain RTP; what the previous attempt's peer sends is no longer latched or relayed."""
+        leg = call.leg(leg_name)
+        leg.rekey(secure)
+        call.active_since = None
+        return leg
 
     def release(self, call: Call) -> None:
         if call.closed:
@@ -390,7 +439,7 @@ class Relay:
             n = pb.length[0]
         if addr != leg.latched:
             if not may_latch(secure=srtp is not None, authenticated=True, source=addr,
-                             signalled_host=leg.remote_host):
+                             signalled_host=leg.remote_host, nat_host=leg.nat_host):
                 leg.dropped += 1
                 return
             leg.latched = addr
@@ -423,7 +472,10 @@ class Relay:
             leg.dropped += 1  # only PCMU and telephone-event pass
             return
         dest = peer.dest
-        if dest is None or not (leg.sends and peer.receives):
+        if dest is None:
+            return
+        if not (leg.sends and peer.receives):
+            leg.held += 1  # hold (RFC 3264 §8.4): nothing toward the side that does not want it
             return
         # The other leg's output stream (see Leg.__init__).
         marker = b1 & 0x80
@@ -475,7 +527,7 @@ class Relay:
                 return
         if addr != leg.latched_rtcp and addr != leg.latched:
             if not may_latch(secure=leg.srtp is not None, authenticated=True, source=addr,
-                             signalled_host=leg.remote_host):
+                             signalled_host=leg.remote_host, nat_host=leg.nat_host):
                 leg.dropped += 1
                 return
             leg.latched_rtcp = addr
@@ -489,6 +541,11 @@ class Relay:
         except pk.PacketError:
             leg.dropped += 1
             return
+        if self.on_rtcp_report is not None:
+            try:
+                self.on_rtcp_report(call.call_id, addr, leg.rtcp_port, report)
+            except Exception:  # capture must never break the relay
+                log.exception("RTCP report hook failed")
         out = pk.serialize_rtcp([self._rewrite_rtcp(p, leg, peer) for p in report])
         if peer.srtp is not None:
             out = peer.srtp.protect_rtcp(out)

@@ -96,7 +96,10 @@ class Registry(Component[RegistrySettings]):
         except (ValidationError, BadHeartbeat) as e:
             self._log_bad(m.subject, e)
             return
-        if self.membership.observe(hb, time.monotonic()):
+        if hb.leaving:
+            if self.membership.forget(hb.service, hb.node_id):
+                log.info("node %s/%s of %s left", hb.service, hb.node_id, hb.region)
+        elif self.membership.observe(hb, time.monotonic()):
             log.info("node %s/%s joined %s", hb.service, hb.node_id, hb.region)
         await self._publish_changes()
 
@@ -120,8 +123,12 @@ class Registry(Component[RegistrySettings]):
 
     async def _judge(self) -> None:
         while True:
+            asked = time.monotonic() + self.tick
             await asyncio.sleep(self.tick)
             try:
+                late = time.monotonic() - asked
+                if late > self.tick:  # our own stall: what arrived meanwhile is still unread
+                    self.membership.stalled(late)
                 self._watch_connection()
                 for n in self.membership.expire(time.monotonic()):
                     log.info("node %s/%s of %s is gone (missed heartbeats)", n.service, n.node_id, n.region)

@@ -3,7 +3,11 @@
 without a clock or a bus.
 
 Rules:
-- a node is gone after `expiry_factor` × its own heartbeat interval without a heartbeat;
+- a node is gone after `expiry_factor` × its own heartbeat interval without a heartbeat; a
+  busy node says how late its event loop runs (`lag`), and its heartbeats are expected that
+  much later: a late heartbeat from a loaded node is not a dead node (capped at MAX_LAG);
+- when the registry itself ran late, it could not hear anyone meanwhile: `stalled()` gives
+  every node that time back before judging;
 - a signaling region is healthy iff it has ≥1 live signaling node and ≥1 live media worker
   (media workers heartbeat with the code of the signaling region they serve);
 - right after start the registry has not heard everyone yet: for `warmup` seconds it
@@ -26,6 +30,8 @@ from .errors import BadHeartbeat
 from .topology import Topology
 
 MAX_INTERVAL = 300.0
+MAX_LAG = 10.0
+"""Seconds: the most a node's reported lag can postpone its expiry (a dead node says nothing)."""
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$")
 COUNTED: tuple[ServiceName, ...] = ("signaling", "media")
@@ -134,12 +140,13 @@ class Membership:
             last_seen=wall if wall is not None else time.time(),
         )
         new = key not in self.nodes
-        self.nodes[key] = Node(info, hb.interval, now + self.expiry_factor * hb.interval)
+        period = hb.interval + min(hb.lag, MAX_LAG)
+        self.nodes[key] = Node(info, period, now + self.expiry_factor * period)
         return new
 
-    def forget(self, service: str, node_id: str) -> None:
-        """A node said goodbye (or an operator removed it)."""
-        self.nodes.pop((service, node_id), None)
+    def forget(self, service: str, node_id: str) -> bool:
+        """A node said goodbye (or an operator removed it). True if it was known."""
+        return self.nodes.pop((service, node_id), None) is not None
 
     def expire(self, now: float) -> list[NodeInfo]:
         """Drop the nodes whose heartbeats stopped. Nothing expires while paused."""
@@ -147,6 +154,11 @@ class Membership:
             return []
         gone = [k for k, n in self.nodes.items() if n.expires_at <= now]
         return [self.nodes.pop(k).info for k in gone]
+
+    def stalled(self, seconds: float) -> None:
+        """The registry's own loop ran `seconds` late: heartbeats may be waiting unread."""
+        for n in self.nodes.values():
+            n.expires_at += seconds
 
     def pause(self) -> None:
         """The bus is down: we cannot hear anyone, so we judge no one."""

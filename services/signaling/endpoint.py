@@ -102,15 +102,17 @@ class ClientRequest(Outgoing):
         self.endpoint._do(self.endpoint.core.cancel(self, self.endpoint.now(), reason))
 
     async def ack(
-        self, *, body: bytes = b"", content_type: str | None = None, headers: Sequence[tuple[str, str]] = ()
+        self, *, body: bytes = b"", content_type: str | None = None, headers: Sequence[tuple[str, str]] = (),
+        dest: Addr | None = None,
     ) -> Request:
         """Send the ACK for the 2xx (§13.2.2.4): the INVITE's CSeq number and credentials,
-        routed by the dialog. Resent automatically for each 2xx retransmission."""
+        routed by the dialog (or to ``dest``: a NATed peer's source address). Resent
+        automatically for each 2xx retransmission."""
         if self.dialog is None:
             raise RuntimeError("no 2xx to acknowledge")
         ack = self.dialog.create_ack(self.request, body=body, content_type=content_type, headers=headers)
         self.ack_request = ack
-        await self.endpoint.send_ack(ack, self.dialog, tls=self.tls, server_name=self.server_name)
+        await self.endpoint.send_ack(ack, self.dialog, dest, tls=self.tls, server_name=self.server_name)
         return ack
 
     def _deliver(self, event: ResponseIn) -> None:

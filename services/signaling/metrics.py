@@ -11,5 +11,14 @@ PDD = Histogram("switchboard_post_dial_delay_seconds", "Carrier INVITE to the cl
 SIP_MESSAGES = Counter("switchboard_sip_messages_total", "SIP messages by direction, method or status, transport",
                        ["direction", "message", "transport"])
 AUTH_CHALLENGES = Counter("switchboard_auth_challenges_total", "Digest challenges answered", ["status"])
+TARGET_HEALTH_CHANGES = Counter("switchboard_target_health_changes_total",
+                                "Pinged targets going up or down (OPTIONS)", ["health"])
 FAILOVERS = Counter("switchboard_failovers_total", "Moves to the next target, region or node", ["kind"])
 REFUSED = Counter("switchboard_calls_refused_total", "INVITEs refused before routing", ["reason"])
+
+# Label values known in advance are exported at 0 from the start: a dashboard's rate() needs
+# a first sample, and "no failover yet" should read 0, not "no data".
+for _kind in ("target", "region"):
+    FAILOVERS.labels(_kind)
+for _reason in ("node draining", "too many calls on this node", "rate limit", "not a carrier trunk"):
+    REFUSED.labels(_reason)

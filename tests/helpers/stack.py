@@ -103,9 +103,23 @@ class Stack:
         raise AssertionError(f"no {kind} event {match} within {timeout}s; saw {seen}")
 
     async def stop_service(self, name: str) -> None:
+        """Stop a service as SIGTERM would, and wait until the registry has its goodbye, so
+        what the test does next meets the topology without that node."""
         self.stops[name].set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.tasks[name], 20)
+        if "registry" in self.tasks and not self.tasks["registry"].done() and name != "registry":
+            node_id = name.replace("_", "-")
+            deadline = asyncio.get_running_loop().time() + 10
+            while node_id in await self._live_nodes():
+                assert asyncio.get_running_loop().time() < deadline, f"the registry still lists {node_id}"
+                await asyncio.sleep(0.05)
+
+    async def _live_nodes(self) -> set[str]:
+        from proto.messages import RegistryQuery, RegistryReply
+
+        reply = await self.bus.request(subjects.registry_query("regions"), RegistryQuery(), RegistryReply, timeout=2)
+        return {n["node_id"] for r in reply.data for n in r.get("live_nodes", [])}
 
 
 def _settings(kind: str, base: dict[str, Any]) -> Any:
@@ -154,6 +168,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
                         media_regions: tuple[str, ...] = ("us1",), ring_t1: float = 0.1,
                         local_mode: bool = True, signaling: dict[str, Any] | None = None,
                         other_signaling_regions: tuple[str, ...] = (),
+                        media: dict[str, Any] | None = None,
                         nats: Any = None) -> AsyncIterator[Stack]:
     """``nats``: a started server or cluster (``url``, ``stop()``) instead of a new one."""
     if nats is None:
@@ -178,7 +193,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
         for i, region in enumerate(media_regions):
             await start_service(stack, f"media_{region}", "media", region=region,
                                 port_min=base_port + i * 1000, port_max=base_port + i * 1000 + 998,
-                                no_media_timeout=0)
+                                no_media_timeout=0, **(media or {}))
         sig: dict[str, Any] = {"sip_port": stack.sip_port, "sip_tls_port": stack.sip_tls_port, "t1": ring_t1,
                                **(signaling or {})}
         if tls_cert:

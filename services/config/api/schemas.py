@@ -10,6 +10,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from proto.sip import passthrough
+
 from ..validation import check_pem, check_send_digits, normalize_e164, parse_sip_uri
 
 
@@ -66,6 +68,28 @@ Weight = Annotated[int, Field(ge=1, le=65535, description="Share of calls among 
 RingTimeout = Annotated[int, Field(ge=5, le=600, description="Seconds to ring a target before the next (5-600).")]
 Region = Annotated[str, StringConstraints(min_length=1, max_length=16), AfterValidator(_no_control)]
 AccountStatus = Literal["active", "suspended"]
+RequestUriUser = Literal["target", "tracking_number"]
+TransferPolicy = Literal["reject", "same_host", "any"]
+RedirectPolicy = Literal["none", "same_host", "any"]
+
+
+def _forward_headers(v: list[str]) -> list[str]:
+    for p in v:
+        passthrough.check_forward_pattern(p)
+    return v
+
+
+def _sip_headers(v: dict[str, str]) -> dict[str, str]:
+    if len(v) > passthrough.MAX_SIP_HEADERS:
+        raise ValueError(f"at most {passthrough.MAX_SIP_HEADERS} headers")
+    for name, value in v.items():
+        passthrough.check_sip_header(name, value)
+    return v
+
+
+ForwardHeaders = Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=32),
+                           AfterValidator(_forward_headers)]
+SipHeaders = Annotated[dict[str, str], AfterValidator(_sip_headers)]
 
 
 class Input(BaseModel):
@@ -165,6 +189,11 @@ class SipTargetBase(BaseModel):
     priority: Priority = 10
     weight: Weight = 10
     enabled: bool = True
+    media_encryption: Literal["srtp", "none"] | None = Field(
+        None, description='"srtp" (SDES, AES_CM_128_HMAC_SHA1_80) or "none" (plain RTP). Default: "srtp" for '
+        'sips: or transport=tls targets, "none" otherwise. TLS with "none" is allowed; "srtp" needs TLS.')
+    options_ping: bool = Field(False, description="Probe with OPTIONS (SWITCHBOARD_OPTIONS_INTERVAL); "
+                               "a target that misses 3 in a row is `down` and skipped at call time.")
 
 
 class SipTargetIn(SipTargetBase, Input):
@@ -178,7 +207,11 @@ class SipTargetPublic(SipTargetBase, Output):
     has_password: bool
     transport: Literal["udp", "tcp", "tls"]
     secure_media: bool
+    media_encryption: Literal["srtp", "none"] = Field(description="What this target's media uses.")  # type: ignore[assignment]
     tls: TlsOptionsPublic
+    health: Literal["up", "down", "unknown"] = Field(
+        "unknown", description="From OPTIONS pinging (options_ping); unknown when not pinged.")
+    health_changed_at: datetime | None = None
 
 
 class ReceivingNumberBase(BaseModel):
@@ -188,6 +221,26 @@ class ReceivingNumberBase(BaseModel):
     ring_timeout: RingTimeout = 30
     send_digits: Digits | None = Field(None, description="DTMF after answer; w = 0.5 s pause, e.g. ww123#")
     region: Region | None = Field(None, description="Preferred signaling region code, e.g. us1.")
+    nat: Literal["auto", "off"] = Field(
+        "auto", description='"auto": a client whose SDP or Contact address is private (or not where its '
+        'signaling comes from) gets media and in-dialog requests at its signaling source. "off": trust its SDP.')
+    diversion: bool = Field(True, description="The client INVITE carries Diversion: <sip:{tracking number}@us> "
+                            "(RFC 5806).")
+    request_uri_user: RequestUriUser = Field(
+        "target", description="tracking_number: the Request-URI and To user is the dialled number in E.164 "
+        "(the DID a PBX matches on).")
+    forward_pai: bool = Field(True, description="Pass the carrier's P-Asserted-Identity and Privacy as they came.")
+    forward_identity: bool = Field(True, description="Pass the carrier's Identity header (STIR/SHAKEN) unchanged.")
+    forward_headers: ForwardHeaders = Field(
+        default_factory=list, description='Carrier INVITE headers copied to the client INVITE; a trailing * '
+        'matches a prefix, e.g. ["X-*", "User-to-User"].')
+    sip_headers: SipHeaders = Field(
+        default_factory=dict, description="Headers added to every client INVITE: X- names, token or "
+        "quoted-string values, at most 10.")
+    transfer: TransferPolicy = Field(
+        "same_host", description="REFER from the client: reject, same_host (a host of these targets) or any.")
+    follow_redirects: RedirectPolicy = Field(
+        "same_host", description="3xx Contacts tried (q order, 3 hops): none, same_host or any.")
 
 
 class ReceivingNumberCreate(ReceivingNumberBase, Input):
@@ -197,6 +250,10 @@ class ReceivingNumberCreate(ReceivingNumberBase, Input):
     _kind = field_validator("dial_sip_client")(_sip_client_only)
 
 
+PBX_OPTIONS = ("diversion", "request_uri_user", "forward_pai", "forward_identity", "forward_headers",
+               "sip_headers", "transfer", "follow_redirects")
+
+
 class ReceivingNumberUpdate(Input):
     name: Name | None = None
     dial_sip_client: bool | None = None
@@ -204,11 +261,21 @@ class ReceivingNumberUpdate(Input):
     ring_timeout: RingTimeout | None = None
     send_digits: Digits | None = None
     region: Region | None = None
+    nat: Literal["auto", "off"] | None = None
+    diversion: bool | None = None
+    request_uri_user: RequestUriUser | None = None
+    forward_pai: bool | None = None
+    forward_identity: bool | None = None
+    forward_headers: ForwardHeaders | None = None
+    sip_headers: SipHeaders | None = None
+    transfer: TransferPolicy | None = None
+    follow_redirects: RedirectPolicy | None = None
     sip_targets: list[SipTargetIn] | None = Field(
         None, min_length=1, max_length=16,
         description="Replaces the whole list; give a target's id to keep its password/client key.")
 
-    _nulls = field_validator("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets")(_not_null)
+    _nulls = field_validator("name", "dial_sip_client", "enabled", "ring_timeout", "sip_targets", "nat",
+                             *PBX_OPTIONS)(_not_null)
     _kind = field_validator("dial_sip_client")(_sip_client_only)
 
 
@@ -379,7 +446,7 @@ class CallEventList(BaseModel):
 # --- webhooks ----------------------------------------------------------------------------
 
 
-WebhookEvent = Literal["initiated", "ringing", "answered", "completed", "dtmf"]
+WebhookEvent = Literal["initiated", "ringing", "answered", "completed", "dtmf", "transferred"]
 WebhookSecret = Annotated[str, StringConstraints(min_length=16, max_length=200), AfterValidator(_no_control),
                           AfterValidator(_single_line)]
 
@@ -402,14 +469,14 @@ WebhookUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048), Af
 def _unique_events(v: list[str]) -> list[str]:
     if not v:
         raise ValueError("subscribe to at least one event")
-    return sorted(set(v), key=["initiated", "ringing", "answered", "completed", "dtmf"].index)
+    return sorted(set(v), key=["initiated", "ringing", "answered", "completed", "dtmf", "transferred"].index)
 
 
 class WebhookBase(BaseModel):
     url: WebhookUrl = Field(description="Where events are POSTed (http or https).")
     events: Annotated[list[WebhookEvent], AfterValidator(_unique_events)] = Field(
         default_factory=lambda: ["initiated", "ringing", "answered", "completed"],
-        description="Statuses to send: initiated, ringing, answered, completed, dtmf.")
+        description="Statuses to send: initiated, ringing, answered, completed, dtmf, transferred.")
     description: OptName = ""
     enabled: bool = True
 
@@ -450,3 +517,22 @@ class WebhookDeliveryPublic(Output):
                    attempts=d.attempts, last_status_code=d.last_status_code, last_error=d.last_error,
                    next_attempt_at=d.next_attempt_at if d.status == "pending" else None, created_at=d.created_at,
                    delivered_at=d.delivered_at, redelivery_of=d.redelivery_of, payload=json.loads(d.body))
+
+
+class RerouteItem(BaseModel):
+    name: str
+    then: Any = Field(description="What the call's events say happened.")
+    now: Any = Field(description="What today's routing, region selection and media selection choose.")
+    differs: bool
+
+
+class ReroutePublic(BaseModel):
+    """`GET /v1/calls/{id}/reroute`: the call re-run against today's configuration and
+    health, without placing it."""
+
+    call_id: str
+    tracking_number: str
+    caller: str | None
+    items: list[RerouteItem]
+    differences: list[str]
+    notes: list[str]

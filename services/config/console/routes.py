@@ -18,7 +18,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import ladder as ladders
+from services.common import ladder as ladders
+
 from .api import Api, ApiProblem
 from .forms import TARGET_ROWS, Form, FormRejected, receiving_number_body, receiving_number_values
 from .session import COOKIE, Session, SessionCodec, SignInLimiter, new_session
@@ -58,7 +59,7 @@ DONE = {
     "redelivered": "Delivery queued again.",
     "account": "Account selected.",
 }
-WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf")
+WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf", "transferred")
 CALL_RESULTS = ("completed", "busy", "no-answer", "failed", "canceled", "lost")
 ALLOWLIST_FILES = {"json": "switchboard-allowlist.json", "csv": "switchboard-allowlist.csv",
                    "nftables": "switchboard-allowlist.nft", "iptables": "switchboard-allowlist.iptables"}

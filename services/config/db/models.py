@@ -81,6 +81,16 @@ class ReceivingNumber(Timestamps, Base):
     ring_timeout: Mapped[int] = mapped_column(Integer, default=30)
     send_digits: Mapped[str | None] = mapped_column(String(64), nullable=True)
     region: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    nat: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
+    # PBX options (proto.messages.PbxOptions; issue 15)
+    diversion: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    request_uri_user: Mapped[str] = mapped_column(String(16), default="target", server_default="target")
+    forward_pai: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    forward_identity: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    forward_headers: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=list)
+    sip_headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True, default=dict)
+    transfer: Mapped[str] = mapped_column(String(16), default="same_host", server_default="same_host")
+    follow_redirects: Mapped[str] = mapped_column(String(16), default="same_host", server_default="same_host")
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
 
     targets: Mapped[list[SipTargetRow]] = relationship(
@@ -111,8 +121,26 @@ class SipTargetRow(Base):
     tls_ca_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_client_cert_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     tls_client_key_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    media_encryption: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """"srtp" or "none"; NULL follows the URI (SRTP on TLS)."""
+    options_ping: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     receiving_number: Mapped[ReceivingNumber] = relationship(back_populates="targets")
+    health_row: Mapped[TargetHealthRow | None] = relationship(lazy="selectin", viewonly=True)
+
+
+class TargetHealthRow(Base):
+    """The last OPTIONS verdict on a pinged target (written from `TargetHealthChanged`)."""
+
+    __tablename__ = "target_health"
+
+    target_id: Mapped[str] = mapped_column(String(40), ForeignKey("sip_targets.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    health: Mapped[str] = mapped_column(String(8), default="unknown")
+    """up, down, unknown."""
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The signaling node that pings it."""
 
 
 class TrackingNumber(Timestamps, Base):

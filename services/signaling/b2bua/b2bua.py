@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,13 +19,16 @@ from proto.events import Failed, Received, SipIn, SipOut
 from proto.messages import CallEvent, Heartbeat
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
+from services.common.hep import HepSender
 from services.common.liveness import Liveness
+from services.common.looplag import LoopLag
 
 from .. import metrics
 from ..endpoint import IncomingRequest, SipEndpoint, redact
 from ..sip.message import Request, Response
 from ..sip.transaction import Timers
 from ..transport import Addr, ServerTlsConfig
+from .admission import Admission, Limits, Load, Refusal
 from .backends import Backends
 from .call import Call
 from .context import DialogOwner, LegContext
@@ -38,7 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.signaling")
 
-RETRY_AFTER = "30"
+RETRY_AFTER = 30
+REFUSED_LOG_EVERY = 1.0
+REFUSED_KEPT = 32.0  # Timer H with the default T1 (§17.2.1)
 
 
 SUPPORTED = "timer"
@@ -96,10 +102,12 @@ class Route:
 
     call_id: str
     owner: DialogOwner | None = None
+    refusal: Refusal | None = None
+    """Set when the INVITE was refused on arrival: it gets its 503 and nothing else."""
 
 
 class B2BUA:
-    def __init__(self, bus: Bus, settings: SignalingSettings) -> None:
+    def __init__(self, bus: Bus, settings: SignalingSettings, loop_lag: LoopLag | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.backends = Backends(bus, timeout=settings.bus_timeout, local_mode=settings.local_mode,
@@ -114,19 +122,35 @@ class B2BUA:
         )
         self.calls: dict[str, Call] = {}  # our call id -> call
         self._by_sip_call_id: dict[str, Route] = {}  # the SIP Call-ID directory
+        self._refused: dict[str, Route] = {}  # INVITEs refused on arrival, by SIP Call-ID
+        self._refused_at: deque[tuple[float, str]] = deque()
         self.deadlines = Deadlines()
         self.context = LegContext(endpoint=self.endpoint, backends=self.backends, events=self.events,
                                   settings=settings, bus=bus, directory=self, deadlines=self.deadlines)
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
         self.rate = TokenBucket(settings.invite_rate, settings.invite_burst)
+        self.loop_lag = loop_lag or LoopLag()
+        self.admission = Admission(Limits(
+            max_calls=settings.max_calls, max_in_setup=settings.max_in_setup,
+            lag_high=settings.overload_lag, lag_low=settings.overload_lag / 5, lag_min_in_setup=settings.overload_lag_min_in_setup,
+            retry_after=RETRY_AFTER, overload_retry_after=settings.overload_retry_after))
+        self.in_setup = 0
+        """Calls not yet dialing their client: routing and media are still being asked."""
+        self._overload_refused = 0
+        self._overload_logged = 0.0
         self.listening: list[Addr] = []
         self._idle = asyncio.Event()
         self._idle.set()
         self.media_alive = Liveness(settings.media_lost_after)
+        self.hep = (HepSender(settings.hep_address, capture_id=settings.hep_capture_id, node_name=settings.node_id)
+                    if settings.hep_address else None)
 
     async def start(self) -> None:
         s = self.settings
+        self.loop_lag.start()
+        if self.hep is not None:
+            await self.hep.start()
         for transport in ("udp", "tcp"):
             self.listening.append(await self.endpoint.listen(transport, s.sip_host, s.sip_port))
         if s.sip_tls_port and s.tls_cert and s.tls_key:
@@ -154,6 +178,9 @@ class B2BUA:
             t.cancel()
         self.deadlines.close()
         await self.endpoint.close()
+        await self.loop_lag.stop()
+        if self.hep is not None:
+            self.hep.close()
 
     def _accepts(self, remote_legs: int) -> bool:
         return not self.draining and len(self.calls) + remote_legs < self.settings.max_calls
@@ -173,20 +200,36 @@ class B2BUA:
         self._by_sip_call_id.pop(call.sip_call_id, None)
         self.events.forget(call.id)
 
-    def _call_id_for(self, msg: Request | Response, incoming: bool) -> str | None:
+    def _call_id_for(self, msg: Request | Response, incoming: bool, source: Addr | None = None) -> str | None:
         try:
             sip_call_id = msg.call_id
         except Exception:
             return None
-        route = self._by_sip_call_id.get(sip_call_id)
-        if route is not None:
-            return route.call_id
-        if incoming and isinstance(msg, Request) and msg.method == "INVITE" and msg.to.tag is None:
-            # A new call: its id is made here so that its first INVITE is in its timeline.
-            call_id = uuid.uuid4().hex
-            self._by_sip_call_id[sip_call_id] = Route(call_id)
-            return call_id
-        return None
+        route = self._by_sip_call_id.get(sip_call_id) or self._refused.get(sip_call_id)
+        if route is None and incoming and isinstance(msg, Request) and msg.method == "INVITE" and msg.to.tag is None:
+            route = self._admit(sip_call_id, source)
+        if route is None or (route.refusal is not None and route.refusal.kind == "overload"):
+            return None  # not ours, or shed without a trace
+        return route.call_id
+
+    def _admit(self, sip_call_id: str, source: Addr | None) -> Route:
+        """A new call: admitted (or not) here, before anything is spent on it; its id is made
+        here too, so that its first INVITE is in its timeline."""
+        now = time.monotonic()
+        refusal = self.admission.decide(Load(
+            calls=len(self.calls), in_setup=self.in_setup, lag=self.loop_lag.lag, draining=self.draining,
+            rate_ok=source is None or self.rate.allow(source.host, now)))
+        route = Route(uuid.uuid4().hex, refusal=refusal)
+        if refusal is None:
+            self._by_sip_call_id[sip_call_id] = route
+            return route
+        # Kept while the INVITE's retransmissions may still come (Timer H, §17.2.1), so that
+        # they are neither admitted again nor traced; oldest first, so pruning is cheap.
+        self._refused[sip_call_id] = route
+        self._refused_at.append((now, sip_call_id))
+        while self._refused_at and now - self._refused_at[0][0] > REFUSED_KEPT:
+            self._refused.pop(self._refused_at.popleft()[1], None)
+        return route
 
     # -- SIP messages as events
 
@@ -197,10 +240,21 @@ class B2BUA:
         self._publish_sip(msg, dest, incoming=False)
 
     def _publish_sip(self, msg: Request | Response, peer: Addr, *, incoming: bool) -> None:
-        call_id = self._call_id_for(msg, incoming)
-        if call_id is None:
+        call_id = self._call_id_for(msg, incoming, peer if incoming else None)
+        if call_id is None and self.hep is None:
             return
         local = self.endpoint.local_addr(peer.transport)
+        wire = bytes(redact(msg))
+        if self.hep is not None:
+            # Our call id correlates both legs in Homer (their SIP Call-IDs differ); a
+            # wildcard listener is shown at the address peers use.
+            host = local.host if local and local.host not in ("0.0.0.0", "::") else self.settings.public_address
+            here_addr = (host, local.port if local else 0)
+            there_addr = (peer.host, peer.port)
+            self.hep.send(there_addr if incoming else here_addr, here_addr if incoming else there_addr,
+                          time.time(), wire, transport=peer.transport, correlation_id=call_id or "")
+        if call_id is None:
+            return
         here = f"{local.host}:{local.port}" if local else "0.0.0.0:0"
         there = f"{peer.host}:{peer.port}"
         if isinstance(msg, Request):
@@ -209,7 +263,7 @@ class B2BUA:
         else:
             first = f"SIP/2.0 {msg.status} {msg.reason}"
             metrics.SIP_MESSAGES.labels("in" if incoming else "out", str(msg.status), peer.transport).inc()
-        text = bytes(redact(msg)).decode("utf-8", "replace")
+        text = wire.decode("utf-8", "replace")
         trace = SipIn if incoming else SipOut
         self._spawn(self.events.emit(call_id, trace(transport=peer.transport, first_line=first,
                                                     src=there if incoming else here,
@@ -247,33 +301,26 @@ class B2BUA:
         incoming.respond(405, headers=[("Allow", ALLOW)])
 
     async def _new_call(self, incoming: IncomingRequest) -> None:
-        source = incoming.source.host
-        refusal: tuple[int, str] | None = None
-        if self.draining:
-            refusal = (503, "Node draining")
-        elif len(self.calls) >= self.settings.max_calls:
-            refusal = (503, "Too many calls on this node")
-        elif not self.rate.allow(source, time.monotonic()):
-            refusal = (503, "Rate limit")
-        call_id = self._call_id_for(incoming.request, True) or uuid.uuid4().hex
-        if refusal is not None:
-            metrics.REFUSED.labels(refusal[1].lower()).inc()
-            incoming.respond(refusal[0], refusal[1], headers=[("Retry-After", RETRY_AFTER)])
-            # The number dialled, so the refusal lands in that account's call records; only
-            # from a carrier trunk: a stranger's INVITEs are nobody's calls.
-            if await self._from_trunk(source):
-                await self.events.emit(call_id, received(incoming))
-            await self.events.emit(call_id, Failed(sip_status=refusal[0], reason=refusal[1], result="failed"))
-            self._by_sip_call_id.pop(incoming.request.call_id, None)
-            self.events.forget(call_id)
+        req = incoming.request
+        # Admitted or refused when its first copy arrived (_publish_sip).
+        route = self._by_sip_call_id.get(req.call_id) or self._refused.get(req.call_id)
+        if route is None:
+            route = self._admit(req.call_id, incoming.source)
+        if route.refusal is not None:
+            await self._refuse(incoming, route)
             return
-        call = Call(self.context, call_id, incoming)
-        self.calls[call_id] = call
+        call = Call(self.context, route.call_id, incoming)
+        self.calls[route.call_id] = call
         self._idle.clear()
-        self.bind(incoming.request.call_id, call)
+        self.bind(req.call_id, call)
+        self.in_setup += 1
+        call.on_setup_over = self._setup_over
         try:
             await call.run()
         finally:
+            if not call.setup_over:  # cancelled before its setup ran
+                call.setup_over = True
+                self._setup_over()
             self.forget(call)
 
     async def _from_trunk(self, source: str) -> bool:
@@ -301,6 +348,29 @@ class B2BUA:
                     log.warning("media worker %s lost: ending the call", a.worker_id, extra={"call_id": call.id})
                     call.media_lost = True
                     self._spawn(call.hang_up(f"media worker {a.worker_id} lost", by="switchboard", cause=503))
+
+    def _setup_over(self) -> None:
+        self.in_setup -= 1
+
+    async def _refuse(self, incoming: IncomingRequest, route: Route) -> None:
+        refusal = route.refusal
+        assert refusal is not None
+        metrics.REFUSED.labels(refusal.reason.lower()).inc()
+        incoming.respond(refusal.status, refusal.reason, headers=[("Retry-After", str(refusal.retry_after))])
+        if refusal.kind == "overload":
+            self._overload_refused += 1
+            now = time.monotonic()
+            if now - self._overload_logged >= REFUSED_LOG_EVERY:
+                log.warning("overloaded: refused %d new calls with 503 (loop lag %.0f ms, %d calls in setup, %d calls)",
+                            self._overload_refused, self.loop_lag.lag * 1000, self.in_setup, len(self.calls))
+                self._overload_refused, self._overload_logged = 0, now
+            return
+        # The number dialled, so the refusal lands in that account's call records; only
+        # from a carrier trunk: a stranger's INVITEs are nobody's calls.
+        if await self._from_trunk(incoming.source.host):
+            await self.events.emit(route.call_id, received(incoming))
+        await self.events.emit(route.call_id, Failed(sip_status=refusal.status, reason=refusal.reason, result="failed"))
+        self.events.forget(route.call_id)
 
     async def _media_timeout(self, ev: CallEvent) -> None:
         call = self.calls.get(ev.call_id)

@@ -15,6 +15,8 @@ from proto.messages import (
     MediaAllocate,
     MediaAllocation,
     MediaDtmf,
+    MediaLeg,
+    MediaRekey,
     MediaRelease,
     MediaStats,
     MediaUpdate,
@@ -105,6 +107,16 @@ class Backends:
             await self.bus.request(subjects.media_worker(worker_id, "update"), update, Ack, timeout=self.timeout)
         except BusError as e:
             raise CallSetupError(503, f"media worker {worker_id} did not take the update ({e})",
+                                 retry_after=RETRY_AFTER) from e
+
+    async def rekey(self, worker_id: str, call_id: str, secure: bool) -> MediaLeg:
+        """The client leg's side of the worker, fresh for the next target (MediaRekey)."""
+        try:
+            return await self.bus.request(subjects.media_worker(worker_id, "rekey"),
+                                          MediaRekey(call_id=call_id, leg="b", secure=secure), MediaLeg,
+                                          timeout=self.timeout)
+        except BusError as e:
+            raise CallSetupError(503, f"media worker {worker_id} did not re-key ({e})",
                                  retry_after=RETRY_AFTER) from e
 
     async def dtmf(self, worker_id: str, req: MediaDtmf) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from proto import nat
 from proto.events import (
     Answered,
     CallEventBody,
@@ -23,6 +25,7 @@ from proto.events import (
     MediaAllocated,
     MediaFailover,
     MediaRefresh,
+    NatDetected,
     OriginatedRemotely,
     Received,
     Resolved,
@@ -43,14 +46,27 @@ from ..sip.sdp import (
     parse_sdp,
     validate_answer,
 )
+from ..sip.uri import SipUri, parse_uri
+from ..transport import Addr
+from . import pbx
 from .carrier_fsm import CarrierLegMachine, Do, Input, State
 from .client_leg import ClientLeg
-from .context import ClientLegHandle, LegContext
-from .helpers import ALLOW, SDP, answer_refresh, bye_with_reason, media_update, reason_header, send_info
+from .context import ClientLegHandle, DialogOwner, LegContext
+from .helpers import (
+    ALLOW,
+    SDP,
+    answer_refresh,
+    bye_with_reason,
+    media_update,
+    media_warning,
+    reason_header,
+    send_info,
+)
 from .numbers import NotANumber, caller_of, tracking_number
 from .policy import record_result
 from .remote import RemoteClientLeg
 from .runner import FollowUp, Runner
+from .transfer import Transfer
 
 if TYPE_CHECKING:
     from ..endpoint import IncomingRequest
@@ -88,12 +104,16 @@ class Call(Runner[Input, Do]):
         self.allocation: MediaAllocation | None = None
         self.media_lost = False  # its worker stopped heartbeating: nothing to release there
         self.carrier_offer: SessionDescription | None = None
+        self._nat_reported = False
         self.local_sdp: SessionDescription | None = None  # what we sent the carrier
         self.media: NegotiatedMedia | None = None  # the carrier's side, as negotiated
         self.sdp_version = 1
         self.leg: ClientLegHandle | None = None
         self._cancel_sent = False
         self._released = asyncio.Event()
+        self.setup_over = False
+        """Routing and media are done (or gave up): the node's admission counts it no more."""
+        self.on_setup_over: Callable[[], None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -130,6 +150,12 @@ class Call(Runner[Input, Do]):
             log.exception("call cleanup failed")
 
     async def _setup(self) -> None:
+        try:
+            await self._route_and_dial()
+        finally:
+            self._end_setup()
+
+    async def _route_and_dial(self) -> None:
         # 100 Trying went out already: the INVITE server transaction sends it at once (§17.2.1).
         inv = self.invite
         caller, caller_name = caller_of(inv)
@@ -154,7 +180,7 @@ class Call(Runner[Input, Do]):
                 raise CallSetupError(getattr(e, "status", 400), f"Bad SDP: {e}") from None
             probe = answer_offer(self.carrier_offer, "127.0.0.1", 9)
             if isinstance(probe, SdpRejection):
-                raise CallSetupError(probe.status, probe.reason)
+                raise CallSetupError(probe.status, probe.reason, extra_headers=[media_warning(probe.reason)])
 
         self.decision = decision = await self.backends.resolve(RoutingRequest(
             call_id=self.id, tracking_number=number, caller=caller, caller_name=caller_name,
@@ -167,8 +193,9 @@ class Call(Runner[Input, Do]):
         if self.machine.terminal:
             return  # the CANCEL ended it
 
-        secure = decision.secure_media or any(t.secure_media for t in decision.targets)
-        await self._allocate_media(decision.region_preference or self.settings.region, secure)
+        # The first target's media; the client leg re-keys the worker's B side for each
+        # next target that needs other media (SRTP with its own key, or plain RTP).
+        await self._allocate_media(decision.region_preference or self.settings.region, decision.targets[0].secure_media)
         if self.machine.terminal:
             return
         await self._prepare_a_leg()
@@ -179,6 +206,12 @@ class Call(Runner[Input, Do]):
         metrics.PDD.observe(time.time() - self.started)  # the client leg dials now
         await self.send(In.DIALING)
         self.spawn(self._run_leg(leg))
+
+    def _end_setup(self) -> None:
+        if not self.setup_over:
+            self.setup_over = True
+            if self.on_setup_over is not None:
+                self.on_setup_over()
 
     async def _run_leg(self, leg: ClientLegHandle) -> None:
         try:
@@ -200,11 +233,23 @@ class Call(Runner[Input, Do]):
         if region != self.settings.region:
             remote = RemoteClientLeg(self.ctx, self.id, region, self)
             order = Originate(call_id=self.id, decision=self.decision, allocation=self.allocation,
-                              caller=caller, caller_name=caller_name)
-            if await remote.start(order):
+                              caller=caller, caller_name=caller_name, carrier_headers=self._forwarded())
+            # The other node may ring (or even answer) before its reply to the order arrives:
+            # a CANCEL or BYE meanwhile must reach that leg.
+            self.leg = remote
+            try:
+                taken = await remote.start(order)
+            finally:
+                self.leg = None
+            if taken:
                 await self.emit(OriginatedRemotely(region=region, node=remote.node))
                 return remote
-        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self)
+        return ClientLeg(self.ctx, self.id, self.decision, self.allocation, caller, caller_name, self,
+                         carrier_headers=self._forwarded())
+
+    def _forwarded(self) -> list[tuple[str, str]]:
+        assert self.decision is not None
+        return pbx.carrier_headers(self.invite.headers, self.decision.pbx)
 
     async def _cancel_seen(self) -> None:
         if not self._cancel_sent:
@@ -256,7 +301,29 @@ class Call(Runner[Input, Do]):
 
     async def _update_media(self, media: NegotiatedMedia) -> None:
         assert self.allocation is not None
-        await self.backends.update(self.allocation.worker_id, media_update(self.id, "a", media))
+        # A carrier's media gateways often send from other public IPs than its proxies: only
+        # a private SDP address counts as NAT on this leg (mismatch=False).
+        source = self.incoming.source.host
+        latch = nat.latch_host(self.settings.carrier_nat, media.remote_address, source, mismatch=False)
+        if latch is not None and not self._nat_reported:
+            self._nat_reported = True
+            await self.emit(NatDetected(leg="a", sdp_address=media.remote_address,
+                                        source=f"{source}:{self.incoming.source.port}"))
+        await self.backends.update(self.allocation.worker_id, media_update(self.id, "a", media, latch))
+
+    @property
+    def _carrier_dest(self) -> Addr | None:
+        """The carrier's source address when its Contact is private (proto.nat)."""
+        dialog = self.incoming.dialog
+        if dialog is None:
+            return None
+        try:
+            contact = parse_uri(dialog.remote_target)
+        except Exception:
+            return None
+        host = contact.host if isinstance(contact, SipUri) else None
+        src = self.incoming.source
+        return src if nat.contact_is_nated(self.settings.carrier_nat, host, src.host) else None
 
     async def _prepare_a_leg(self) -> None:
         """Answer the carrier's offer with the worker's A side now, so the worker knows
@@ -291,10 +358,25 @@ class Call(Runner[Input, Do]):
         dialog = self.incoming.dialog
         if dialog is None or dialog.terminated:
             return 481
-        return await send_info(self.ep, dialog, request)
+        return await send_info(self.ep, dialog, request, dest=self._carrier_dest)
 
     async def client_ended(self, reason: str) -> None:
         await self.send(In.LEG_ENDED, reason)
+
+    async def refer(self, leg: DialogOwner, incoming: IncomingRequest) -> None:
+        """A REFER from the client leg (RFC 3515): 202 and a transfer when the receiving
+        number allows it (`transfer`), else the refusal's status."""
+        current: object = self.leg
+        if not isinstance(leg, ClientLeg) or leg is not current or self.decision is None or not self.connected:
+            incoming.respond(481 if leg is not current else 491)
+            return
+        target = pbx.transfer_target(incoming.request.headers.get("Refer-To"), self.decision.pbx.transfer,
+                                     leg.target, self.decision.targets)
+        if isinstance(target, pbx.TransferRefused):
+            incoming.respond(target.status, target.reason)
+            return
+        incoming.respond(202)  # §2.4.2: accepted; the NOTIFYs tell how it goes
+        self.spawn(Transfer(self, leg, incoming, target).run())
 
     # -- from the B2BUA
 
@@ -399,7 +481,7 @@ class Call(Runner[Input, Do]):
 
     async def _bye(self, bye: Request) -> None:
         try:
-            sent = await self.ep.request(bye)
+            sent = await self.ep.request(bye, self._carrier_dest)
             await sent.final()
         except Exception as e:
             log.info("BYE not completed: %s", e)
@@ -434,7 +516,7 @@ class Call(Runner[Input, Do]):
         worker bridges both."""
         assert self.allocation is not None
         timer_headers = self._session_timer_headers()
-        if await answer_refresh(self, incoming, self.allocation.a, self.settings.srtp_key_padding, timer_headers):
+        if await answer_refresh(self, incoming, self.allocation.a, timer_headers):
             assert self.media is not None and self.local_sdp is not None
             await self._update_media(self.media)
             incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer_headers)

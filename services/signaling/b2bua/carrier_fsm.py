@@ -113,6 +113,10 @@ def _ringing(state: State) -> Row:
 TABLE: Mapping[State, Row] = {
     S.TRYING: {
         In.DIALING: (S.PROCEEDING, ()),
+        # A client leg in another region reports over the bus, and its first reports can
+        # overtake its node's reply to our order: they count as if DIALING had come first.
+        **{inp: _ringing(S.PROCEEDING)[inp] for inp in (In.LEG_PROGRESS, In.LEG_EARLY, In.LEG_ANSWERED,
+                                                           In.LEG_RESULT, In.LEG_ERROR)},
         In.SETUP_FAILED: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
         In.CRASH: (S.FAILED, (Do.FINAL_GIVEN, Do.REJECT)),
         In.CARRIER_CANCEL: (S.FAILED, (Do.RECORD_CANCELED, Do.ANSWER_487)),
@@ -152,7 +156,8 @@ TABLE: Mapping[State, Row] = {
 
 # What either side can send at any time: absorbed where the table is silent (a request
 # among them is still answered by the runner: BYE 200 at once, ACK needs no answer).
-_NOISE = (In.LEG_PROGRESS, In.LEG_EARLY, In.LEG_ANSWERED, In.LEG_RESULT, In.LEG_ERROR, In.LEG_ENDED,
+# DIALING comes late when a remote leg's reports overtook its node's reply (see TRYING).
+_NOISE = (In.DIALING, In.LEG_PROGRESS, In.LEG_EARLY, In.LEG_ANSWERED, In.LEG_RESULT, In.LEG_ERROR, In.LEG_ENDED,
           In.CARRIER_CANCEL, In.CARRIER_BYE, In.CARRIER_ACK, In.HANG_UP, In.MEDIA_TIMEOUT, In.BYE_DONE, In.CRASH)
 for _state, _row in TABLE.items():
     for _inp in _NOISE:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from proto import nat
 from proto.events import (
     AttemptFailed,
     AuthFailed,
@@ -21,6 +22,7 @@ from proto.events import (
     Dialing,
     Hold,
     MediaRefresh,
+    NatDetected,
     Ringing,
     RingTimeout,
     SendDigits,
@@ -36,6 +38,7 @@ from ..sip.message import Request, Response
 from ..sip.sdp import NegotiatedMedia, SdpRejection, SessionDescription, build_offer, validate_answer
 from ..sip.uri import SipUri, parse_uri
 from ..transport import Addr, ClientTlsOptions
+from . import pbx, session_timer
 from .client_fsm import ClientLegMachine, Do, Input
 from .context import LegContext, LegPeer
 from .helpers import ALLOW_UAC, SDP, answer_refresh, bye_with_reason, media_update, send_info
@@ -58,17 +61,26 @@ class Provisional:
 
 class ClientLeg(Runner[Input, Do]):
     def __init__(self, ctx: LegContext, call_id: str, decision: RoutingDecision, allocation: MediaAllocation,
-                 caller: str | None, caller_name: str | None, peer: LegPeer) -> None:
+                 caller: str | None, caller_name: str | None, peer: LegPeer,
+                 carrier_headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(ctx, ClientLegMachine([t.uri for t in decision.targets], decision.ring_timeout))
         self.machine: ClientLegMachine
         self.ep = ctx.endpoint
         self.settings = ctx.settings
         self.id = call_id
         self.decision = decision
+        self.targets = list(decision.targets)  # and the Contacts of 3xx answers, after the one redirected
+        self._redirects = 0
+        self._se_interval = session_timer.REQUESTED  # what the INVITE asks (a 422 raises it once)
+        self._se_retried = False
+        self.session: session_timer.SessionTimer | None = None  # what the PBX's 2xx set
+        self._last_refresh = 0.0
         self.allocation = allocation
         self.caller = caller
         self.caller_name = caller_name
         self.peer = peer
+        self.carrier_headers = carrier_headers or []  # picked by pbx.carrier_headers on the carrier's node
+        self.detached = False  # being transferred away from (REFER): its hang-up does not end the call
         self.sip_call_id = ""
         self._sip_call_ids: list[str] = []
         self.local_sdp: SessionDescription | None = None
@@ -80,6 +92,11 @@ class ClientLeg(Runner[Input, Do]):
         self._candidates: list[Addr] = []
         self._realms: set[str] = set()
         self._tx_attempts: list[str] = []
+        self._offered = False
+        """The worker's B side went into an offer already: the next target gets it fresh."""
+        self._nat_dest: Addr | None = None
+        """Where in-dialog requests go when the client's Contact is private (proto.nat)."""
+        self._nat_reported = False
         self._error: CallSetupError | None = None
         self._outcome: asyncio.Future[list[Attempt] | None] = asyncio.get_running_loop().create_future()
 
@@ -94,13 +111,38 @@ class ClientLeg(Runner[Input, Do]):
 
     @property
     def target(self) -> SipTarget:
-        return self.decision.targets[self.machine.index]
+        return self.targets[self.machine.index]
 
     async def emit(self, body: CallEventBody) -> None:
         await self.ctx.events.emit(self.id, body)
 
+    @property
+    def _source(self) -> Addr | None:
+        """Where the client's signaling comes from: the address its INVITE transaction
+        reached, the one its responses come from."""
+        target = getattr(self.handle, "target", None)
+        return target if isinstance(target, Addr) else None
+
     async def update_media(self, media: NegotiatedMedia) -> None:
-        await self.ctx.backends.update(self.allocation.worker_id, media_update(self.id, "b", media))
+        source = self._source
+        latch = nat.latch_host(self.decision.nat, media.remote_address, source.host if source else None)
+        if latch is not None and source is not None and not self._nat_reported:
+            self._nat_reported = True
+            await self.emit(NatDetected(leg="b", sdp_address=media.remote_address, source=f"{source.host}:{source.port}"))
+        await self.ctx.backends.update(self.allocation.worker_id, media_update(self.id, "b", media, latch))
+
+    def _fix_contact(self, remote_target: str) -> Addr | None:
+        """A private Contact cannot be reached from here: send in-dialog requests (and
+        the ACK) to where the responses came from, as Kamailio's fix_nated_contact does."""
+        source = self._source
+        try:
+            contact = parse_uri(remote_target)
+        except Exception:
+            return None
+        host = contact.host if isinstance(contact, SipUri) else None
+        if source is None or not nat.contact_is_nated(self.decision.nat, host, source.host):
+            return None
+        return source
 
     # -- what the carrier's side calls (ClientLegHandle)
 
@@ -123,7 +165,7 @@ class ClientLeg(Runner[Input, Do]):
             if h is not None and not h.done:
                 await h.cancel(Reason("SIP", 503, "failed"))
             elif h is not None and h.dialog is not None and not h.dialog.terminated and self.answered:
-                await self.ep.request(bye_with_reason(h.dialog, 503, "failed"), tls=self.tls,
+                await self.ep.request(bye_with_reason(h.dialog, 503, "failed"), self._nat_dest, tls=self.tls,
                                       server_name=self.server_name)
         except Exception as e:
             log.info("client leg not cleaned up: %s", e)
@@ -144,7 +186,8 @@ class ClientLeg(Runner[Input, Do]):
         h = self.handle
         if h is None or h.dialog is None or h.dialog.terminated:
             return 481
-        return await send_info(self.ep, h.dialog, request, tls=self.tls, server_name=self.server_name)
+        return await send_info(self.ep, h.dialog, request, tls=self.tls, server_name=self.server_name,
+                               dest=self._nat_dest)
 
     def release(self) -> None:
         for sip_call_id in self._sip_call_ids:
@@ -173,6 +216,12 @@ class ClientLeg(Runner[Input, Do]):
             return
         if m == "OPTIONS":
             incoming.respond(200)
+            return
+        if m == "REFER":
+            if not current or self.machine.state.name != "CONFIRMED":
+                incoming.respond(481)
+            else:
+                await self.peer.refer(self, incoming)
             return
         incoming.respond(405, headers=[("Allow", ALLOW_UAC)])
 
@@ -227,7 +276,9 @@ class ClientLeg(Runner[Input, Do]):
             metrics.FAILOVERS.labels("target").inc()
         elif do is Do.ACK:
             if self.handle is not None:
-                await self.handle.ack()
+                if self.handle.dialog is not None:
+                    self._nat_dest = self._fix_contact(self.handle.dialog.remote_target)
+                await self._ack(self.handle)
         elif do is Do.CHECK_ANSWER:
             assert isinstance(payload, Response)
             return await self._check_answer(payload)
@@ -247,7 +298,8 @@ class ClientLeg(Runner[Input, Do]):
             if self.decision.send_digits:
                 self.spawn(self._send_digits(self.decision.send_digits))
         elif do is Do.PEER_ENDED:
-            await self.peer.client_ended("normal clearing")
+            if not self.detached:
+                await self.peer.client_ended("normal clearing")
         elif do is Do.ANSWER_REFRESH:
             assert payload is not None
             await self.answering(payload, self._refresh(payload))  # type: ignore[arg-type]
@@ -255,6 +307,9 @@ class ClientLeg(Runner[Input, Do]):
             payload.respond(481)  # type: ignore[attr-defined]
         elif do is Do.REPORT_ANSWERED:
             self._settle(None)
+            self.spawn(self._key_lifetime())
+            if self.session is not None:
+                self.spawn(self._session_timer())
         elif do is Do.REPORT_FAILED:
             self._settle(list(m.attempts))
         elif do is Do.RAISE:
@@ -277,23 +332,35 @@ class ClientLeg(Runner[Input, Do]):
         # RFC 3262: we PRACK reliable provisionals (some PBXs require it, 421 otherwise);
         # RFC 4028: we take part in session timers.
         headers: list[tuple[str, str]] = [("Supported", "100rel, timer")]
-        if self.settings.p_asserted_identity:
-            headers.append(("P-Asserted-Identity", f"<sip:{user}@{host}>"))
+        pai = f"<sip:{user}@{host}>" if self.settings.p_asserted_identity else None
+        parts = pbx.client_invite(target.uri, self.decision, self.id, host, self.carrier_headers, pai)
+        headers += session_timer.request_headers(self._se_interval)
         return self.ep.create_request(
-            "INVITE", target.uri, from_=f"{disp}<sip:{user}@{host}>", to=f"<{target.uri}>",
-            transport=first.transport, body=offer, content_type=SDP, headers=headers)
+            "INVITE", parts.request_uri, from_=f"{disp}<sip:{user}@{host}>", to=parts.to,
+            transport=first.transport, body=offer, content_type=SDP, headers=headers + parts.headers)
 
     async def _dial(self) -> FollowUp:
         """The target's offer and RFC 3263 candidates (the endpoint fails over between
         them), then its INVITE."""
         target = self.target
         b = self.allocation.b
+        if self._offered or b.secure != target.secure_media:
+            # Each attempt gets the media it needs: its own SRTP key, or plain RTP; what an
+            # earlier target's answer told the worker is forgotten (no mixed-target 503s).
+            try:
+                b = await self.ctx.backends.rekey(self.allocation.worker_id, self.id, target.secure_media)
+            except CallSetupError as e:
+                return In.UNUSABLE, attempt(target.uri, Result.MEDIA_FAILED, reason=e.reason)
+            self.allocation.b = b
+        self._offered = True
+        self._nat_dest = None
+        self._nat_reported = False
         key = base64.b64decode(b.crypto.key_salt_b64) if (b.secure and b.crypto) else None
         if target.secure_media and key is None:
             return In.UNUSABLE, attempt(target.uri, Result.MEDIA_FAILED,
                                         reason="SRTP required but the worker gave no key")
         offer = build_offer(b.address, b.port, srtp_key=key if target.secure_media else None,
-                            telephone_event_pt=b.telephone_event_pt, pad_base64=self.settings.srtp_key_padding)
+                            telephone_event_pt=b.telephone_event_pt)
         self.local_sdp = offer
         try:
             uri = parse_uri(target.uri)
@@ -308,6 +375,7 @@ class ClientLeg(Runner[Input, Do]):
         self.server_name = uri.host if isinstance(uri, SipUri) else None
         self._candidates = candidates
         self._realms = set()
+        self._se_interval, self._se_retried = session_timer.REQUESTED, False
         request = self._invite(target, candidates[0], bytes(offer))
         self.sip_call_id = request.call_id
         self._sip_call_ids.append(request.call_id)
@@ -341,11 +409,16 @@ class ClientLeg(Runner[Input, Do]):
                 await self.send(In.RECV_2XX, resp, gen=gen)
             elif resp.status in (401, 407):
                 await self.send(In.RECV_CHALLENGE, resp, gen=gen)
+            elif resp.status == 422 and not self._se_retried and session_timer.min_se(resp):
+                # RFC 4028 §7.2: once more with the PBX's Min-SE; a new INVITE as for a challenge.
+                await self.send(In.RECV_CHALLENGE, resp, gen=gen)
             else:
                 rang = any(100 < r.status < 200 for r in handle.responses)
                 result = classify(resp.status, rang=rang)
                 if handle.error:  # a local 408/503: no response at all, or transport failure
                     result = Result.UNREACHABLE
+                elif 300 <= resp.status < 400 and self._redirect(resp):
+                    result = Result.REDIRECTED
                 retry = resp.retry_after.seconds if resp.retry_after else None
                 tried = attempt(target.uri, result, resp.status, handle.error or resp.reason, retry_after=retry)
                 self._tx_attempts = [f"{a.transport}:{a.host}:{a.port} {o}" for a, o in handle.attempts]
@@ -353,10 +426,27 @@ class ClientLeg(Runner[Input, Do]):
             if resp.status >= 200:
                 return
 
+    def _redirect(self, resp: Response) -> bool:
+        """A 3xx: its Contacts become the next targets, as the receiving number allows."""
+        if self._redirects >= pbx.MAX_REDIRECTS:
+            return False
+        tried = [t.uri for t in self.targets[: self.machine.index + 1]]
+        new = pbx.redirect_targets(resp.contacts, self.target, self.decision.pbx.follow_redirects, tried,
+                                   self.decision.targets)
+        if not new:
+            return False
+        self._redirects += 1
+        at = self.machine.index + 1
+        self.targets[at:at] = new
+        self.machine.targets[at:at] = [t.uri for t in new]
+        return True
+
     async def _answer_challenge(self, challenge: Response) -> FollowUp:
         """A new INVITE with credentials (§22.2), or the attempt's end when we cannot."""
         assert self.handle is not None
         target = self.target
+        if challenge.status == 422:
+            return await self._retry_interval(challenge)
         if not target.username:
             return In.AUTH_FAILED, attempt(target.uri, Result.AUTH_FAILED, challenge.status,
                                            "challenged but no SIP credentials are configured")
@@ -384,6 +474,23 @@ class ClientLeg(Runner[Input, Do]):
         await self._send(request)
         return In.CHALLENGE_ANSWERED, None
 
+    async def _retry_interval(self, too_small: Response) -> FollowUp:
+        """RFC 4028 §7.2: the INVITE again with Session-Expires and Min-SE set to the 422's
+        Min-SE, a new CSeq (§8.1.3.5); once per target."""
+        assert self.handle is not None
+        minimum = session_timer.min_se(too_small) or session_timer.REQUESTED
+        self._se_retried = True
+        self._se_interval = max(minimum, session_timer.MIN_SE)
+        sent = self.handle.original
+        request = Request(sent.method, sent.uri, sent.headers.copy(), sent.body)
+        for name, value in session_timer.request_headers(self._se_interval, self._se_interval):
+            request.headers.set(name, value)
+        cseq = request.cseq
+        request.headers.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
+        request.headers.remove("Via")
+        await self._send(request)
+        return In.CHALLENGE_ANSWERED, None
+
     async def _prack(self, resp: Response) -> None:
         """Acknowledge a reliable provisional response (RFC 3262 §7.2): PRACK in its early
         dialog with RAck = RSeq, CSeq number and method of the INVITE."""
@@ -397,7 +504,8 @@ class ClientLeg(Runner[Input, Do]):
         cseq = resp.cseq
         prack = dialog.create_request("PRACK", headers=[("RAck", f"{rseq} {cseq.seq} {cseq.method}")])
         try:
-            await self.ep.request(prack, tls=self.tls, server_name=self.server_name)
+            await self.ep.request(prack, self._fix_contact(dialog.remote_target), tls=self.tls,
+                                  server_name=self.server_name)
         except Exception as e:  # the INVITE's outcome tells the rest
             log.info("PRACK not sent: %s", e)
 
@@ -407,6 +515,15 @@ class ClientLeg(Runner[Input, Do]):
         if isinstance(media, SdpRejection):
             return In.MEDIA_BAD, attempt(self.target.uri, Result.MEDIA_FAILED, 488, media.reason)
         self.media = media
+        dialog = self.handle.dialog if self.handle is not None else None
+        if dialog is not None:
+            self._nat_dest = self._fix_contact(dialog.remote_target)
+            if self._nat_dest is not None:
+                d = self._nat_dest
+                await self.emit(NatDetected(leg="b", sdp_address=media.remote_address, contact=dialog.remote_target,
+                                            source=f"{d.host}:{d.port}"))
+                self._nat_reported = True
+        self.session = session_timer.from_answer(final)
         try:
             await self.update_media(media)
         except CallSetupError as e:
@@ -414,10 +531,46 @@ class ClientLeg(Runner[Input, Do]):
             return In.MEDIA_ERROR, None
         return In.MEDIA_OK, None
 
+    async def _key_lifetime(self) -> None:
+        """Honour the lifetime of the client's SRTP master key (RFC 4568 §6.1: the key
+        must not be used past it): if the call could outlive it, end the call shortly
+        before it runs out, unless a re-INVITE brought a new key meanwhile. Phones send
+        `|2^31` (Grandstream): 497 days at 50 packets/s, never reached."""
+        while not self.machine.terminal and self.media is not None and self.media.remote_crypto is not None:
+            crypto = self.media.remote_crypto
+            packets = crypto.lifetime_packets
+            if packets is None:
+                return
+            seconds = packets * (self.media.ptime or 20) / 1000.0
+            limit = self.settings.max_call_duration
+            if limit > 0 and seconds > limit:
+                return  # the call ends at its maximum duration first
+            try:  # until shortly before it runs out, or the end of the call, whichever is first
+                await asyncio.wait_for(self.over.wait(), max(0.0, seconds * 0.95 - 1.0))
+                return
+            except TimeoutError:
+                pass
+            current = self.media.remote_crypto if self.media is not None else None
+            if current is not None and current.key_salt != crypto.key_salt:
+                continue  # re-keyed by the client: watch the new key
+            if self.machine.terminal:
+                return
+            log.info("client's SRTP key lifetime (%s) runs out: ending the call", crypto.lifetime,
+                     extra={"call_id": self.id})
+            await self.send(In.HANG_UP, (200, "SRTP key lifetime reached"))
+            await self.peer.client_ended("SRTP key lifetime reached")
+            return
+
+    async def _ack(self, handle: ClientRequest) -> None:
+        if self._nat_dest is not None:
+            await handle.ack(dest=self._nat_dest)
+        else:
+            await handle.ack()
+
     async def _bye(self, bye: Request, *, report: bool) -> None:
         """Send a BYE; the leg's own one reports its answer (the machine bounds the wait)."""
         try:
-            sent = await self.ep.request(bye, tls=self.tls, server_name=self.server_name)
+            sent = await self.ep.request(bye, self._nat_dest, tls=self.tls, server_name=self.server_name)
             if report:
                 await sent.final()
         except Exception as e:
@@ -436,9 +589,105 @@ class ClientLeg(Runner[Input, Do]):
 
     async def _refresh(self, incoming: IncomingRequest) -> None:
         """A re-INVITE or UPDATE from the client (hold, resume, new address, refresh)."""
-        if await answer_refresh(self, incoming, self.allocation.b, self.settings.srtp_key_padding):
+        self._last_refresh = self.ctx.now()  # RFC 4028 §10: the PBX refreshed the session
+        timer = self._answer_timer(incoming.request)
+        if await answer_refresh(self, incoming, self.allocation.b, timer):
             assert self.media is not None and self.local_sdp is not None
             await self.update_media(self.media)
-            incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP)
+            incoming.respond(200, body=bytes(self.local_sdp), content_type=SDP, headers=timer)
             await self.emit(Hold(leg="b", method=incoming.method) if self.media.on_hold
                             else MediaRefresh(leg="b", method=incoming.method))
+
+    # -- session timers (RFC 4028): we are the UAC of the client leg
+
+    def _answer_timer(self, request: Request) -> list[tuple[str, str]]:
+        """§9: a refresh from the PBX is answered with its interval, the PBX refreshing."""
+        value = request.headers.get("Session-Expires")
+        if not value or self.session is None:
+            return []
+        seconds = value.split(";")[0].strip()
+        if seconds.isdecimal() and int(seconds) > 0:
+            self.session = session_timer.SessionTimer(int(seconds), we_refresh=False, update=self.session.update)
+        return [("Session-Expires", f"{seconds};refresher=uas"), ("Require", "timer")]
+
+    async def _over_within(self, delay: float) -> bool:
+        try:
+            await asyncio.wait_for(self.over.wait(), max(0.0, delay))
+        except TimeoutError:
+            return False
+        return True
+
+    async def _session_timer(self) -> None:
+        """Refresh at half the interval when we are the refresher (§10); otherwise expect the
+        PBX's refresh and end both legs when none came in time."""
+        self._last_refresh = self.ctx.now()
+        while (timer := self.session) is not None and not self.machine.terminal:
+            if timer.we_refresh:
+                if await self._over_within(timer.refresh_after):
+                    return
+                if not await self._send_session_refresh(timer):
+                    await self._session_expired(408, "session refresh failed")
+                    return
+            else:
+                due = self._last_refresh + timer.expire_after
+                if self.ctx.now() >= due:
+                    await self._session_expired(408, "session expired: no refresh from the SIP client")
+                    return
+                if await self._over_within(due - self.ctx.now()):
+                    return
+
+    async def _send_session_refresh(self, timer: session_timer.SessionTimer) -> bool:
+        """UPDATE without SDP when the PBX allows it, else a re-INVITE with our current SDP
+        (§7.4, unchanged: RFC 3264 §8 keeps its version). False when the session is gone
+        (408/481, §10); another error keeps the session."""
+        h = self.handle
+        if h is None or h.dialog is None or h.dialog.terminated or self.local_sdp is None:
+            return True
+        dialog = h.dialog
+        headers = session_timer.refresh_headers(timer)
+        if timer.update:
+            request = dialog.create_request("UPDATE", headers=headers)
+        else:
+            request = dialog.create_request("INVITE", headers=headers, body=bytes(self.local_sdp),
+                                            content_type=SDP)
+        try:
+            sent = await self.ep.request(request, tls=self.tls, server_name=self.server_name)
+            final = await sent.final()
+        except Exception as e:
+            log.info("session refresh not sent: %s", e, extra={"call_id": self.id})
+            return False
+        if request.method == "INVITE":
+            if final.is_success:
+                await self.ep.send_ack(dialog.create_ack(request), dialog, tls=self.tls, server_name=self.server_name)
+                await self._recheck_answer(final)
+            dialog.pending_outgoing_invite = None
+        if final.is_success:
+            self._last_refresh = self.ctx.now()
+            self.session = session_timer.from_answer(final)
+            if self.session is not None and not self.session.we_refresh:
+                self.session = session_timer.SessionTimer(self.session.interval, True, self.session.update)
+            return True
+        return final.status not in (408, 481)
+
+    async def _recheck_answer(self, final: Response) -> None:
+        """The answer to our refresh re-INVITE (RFC 3264 §8): a PBX may move its media (a
+        new address, hold) even then; the worker follows it. An unusable answer keeps the
+        media as it was (the session itself was refreshed)."""
+        if not final.body or self.local_sdp is None:
+            return
+        media = validate_answer(self.local_sdp, final.body)
+        if isinstance(media, SdpRejection):
+            log.info("refresh answer not usable (%s): media unchanged", media.reason, extra={"call_id": self.id})
+            return
+        if self.media is None or (media.remote_address, media.remote_port, media.direction) != (
+                self.media.remote_address, self.media.remote_port, self.media.direction):
+            self.media = media
+            await self.update_media(media)
+            await self.emit(Hold(leg="b", method="INVITE") if media.on_hold else MediaRefresh(leg="b", method="INVITE"))
+
+    async def _session_expired(self, cause: int, reason: str) -> None:
+        if self.machine.terminal:
+            return
+        log.info("%s", reason, extra={"call_id": self.id})
+        await self.send(In.HANG_UP, (cause, reason))
+        await self.peer.client_ended(reason)

@@ -67,6 +67,10 @@ class LegPeer(Protocol):
         status of the carrier's answer."""
         ...
 
+    async def refer(self, leg: DialogOwner, incoming: IncomingRequest) -> None:
+        """A REFER from the answered client (RFC 3515): answer it and maybe transfer."""
+        ...
+
 
 class ClientLegHandle(Protocol):
     """The carrier's side's handle on its client leg: run here (`client_leg.ClientLeg`) or

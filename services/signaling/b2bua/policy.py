@@ -26,6 +26,7 @@ class Result(StrEnum):
     REJECTED = "rejected"  # other 4xx
     MEDIA_FAILED = "media-failed"  # answer without usable SDP
     CANCELED = "canceled"  # the carrier gave up
+    REDIRECTED = "redirected"  # 3xx whose Contacts are tried next (PbxOptions.follow_redirects)
 
 
 def attempt(target: str, result: Result, status: int | None = None, reason: str = "", *,
@@ -55,7 +56,7 @@ def classify(status: int, *, rang: bool = False) -> Result:
 
 # Results after which the next target (or region) is tried.
 MOVE_ON = {Result.UNREACHABLE, Result.SERVER_ERROR, Result.NO_ANSWER, Result.REJECTED, Result.AUTH_FAILED,
-           Result.MEDIA_FAILED}
+           Result.MEDIA_FAILED, Result.REDIRECTED}
 
 
 def should_move_on(attempt: Attempt) -> bool:

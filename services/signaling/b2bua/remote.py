@@ -20,10 +20,11 @@ from services.common.errors import BusError, HandlerError, NoResponders
 
 from ..errors import CallSetupError
 from .client_leg import ClientLeg
-from .context import LegContext, LegPeer
+from .context import DialogOwner, LegContext, LegPeer
 from .policy import Attempt, Result, attempt
 
 if TYPE_CHECKING:
+    from ..endpoint import IncomingRequest
     from ..sip.message import Request
 
 log = logging.getLogger("switchboard.signaling.remote")
@@ -141,6 +142,10 @@ class BusPeer:
     async def relay_info(self, request: Request) -> int:
         return 200  # not relayed across regions: answered here
 
+    async def refer(self, leg: DialogOwner, incoming: IncomingRequest) -> None:
+        # The carrier's leg is on another node: a transfer would need both; not yet.
+        incoming.respond(501, "Transfer across regions is not supported")
+
     async def result(self, attempts: list[Attempt]) -> None:
         await self.ctx.bus.publish(self._subject(), LegSignal(
             call_id=self.id, kind="result", attempts=attempts))
@@ -168,7 +173,8 @@ class OriginateServer:
         if order.call_id in self.legs:
             raise HandlerError(409, "this call's client leg is already here")
         peer = BusPeer(ctx, order.call_id)
-        leg = ClientLeg(ctx, order.call_id, order.decision, order.allocation, order.caller, order.caller_name, peer)
+        leg = ClientLeg(ctx, order.call_id, order.decision, order.allocation, order.caller, order.caller_name, peer,
+                        carrier_headers=[(n, v) for n, v in order.carrier_headers])
         self.legs[order.call_id] = leg
         sub = await ctx.bus.subscribe(subjects.call_control(order.call_id, "client"), self._command(leg), LegSignal,
                                       concurrent=False)

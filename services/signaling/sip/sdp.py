@@ -171,14 +171,41 @@ class Crypto:
         return cls(int(tag), suite, key_salt, lifetime, mki, session)
 
     @property
-    def usable(self) -> bool:
-        """Our suite, a 30-octet key||salt, and no MKI (we never send MKI-tagged packets)."""
-        return self.suite == SRTP_SUITE and len(self.key_salt) == SRTP_KEY_SALT_LEN and self.mki is None
+    def lifetime_packets(self) -> int | None:
+        """The master key's lifetime in packets (RFC 4568 §6.1: `2^n` or a decimal), or
+        None when not given (libsrtp's default, 2^48, applies) or unreadable."""
+        text = (self.lifetime or "").strip()
+        if text.startswith("2^") and text[2:].isdecimal() and int(text[2:]) <= 64:
+            return int(2 ** int(text[2:]))
+        return int(text) if text.isdecimal() else None
 
-    def format(self, pad: bool = True) -> str:
+    @property
+    def unusable_because(self) -> str | None:
+        """Why we cannot use this line, or None. Unknown session parameters are ignored
+        (RFC 4568 §6.3); the ones that change the protection we cannot follow are not."""
+        if self.suite != SRTP_SUITE:
+            return f"suite {self.suite} (only {SRTP_SUITE})"
+        if len(self.key_salt) != SRTP_KEY_SALT_LEN:
+            return "key||salt is not 30 octets"
+        if self.mki is not None:
+            # pylibsrtp (1.0) exposes no MKI in its Policy: MKI-tagged packets would
+            # fail authentication, so say so (488 with a Warning) rather than go silent.
+            return "an MKI is not supported: send the a=crypto line without |MKI:length"
+        for param in (self.session_params or "").split():
+            name, _, value = param.partition("=")
+            if name in ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP", "FEC_KEY") or (
+                    name == "KDR" and value not in ("", "0")):
+                return f"session parameter {param} is not supported"
+        return None
+
+    @property
+    def usable(self) -> bool:
+        """Our suite, a 30-octet key||salt, no MKI, no session parameter we cannot follow."""
+        return self.unusable_because is None
+
+    def format(self) -> str:
+        # 30 octets are 40 base64 characters: an AES_CM_128 key never has '=' padding.
         key = base64.b64encode(self.key_salt).decode("ascii")
-        if not pad:
-            key = key.rstrip("=")
         out = f"{self.tag} {self.suite} inline:{key}"
         if self.lifetime:
             out += f"|{self.lifetime}"
@@ -440,6 +467,14 @@ class SdpAnswer:
     media: NegotiatedMedia
 
 
+def _no_usable_crypto(cryptos: list[Crypto], verb: str) -> str:
+    """Why none of these crypto lines can be used, naming the reason of the closest one."""
+    ours = [c for c in cryptos if c.suite == SRTP_SUITE]
+    if ours:
+        return f"{SRTP_SUITE} {verb} but {ours[0].unusable_because}"
+    return f"No {SRTP_SUITE} crypto {verb}"
+
+
 @dataclass
 class SdpRejection:
     """Negotiation failed: answer the INVITE with ``status`` (488 Not Acceptable Here),
@@ -471,14 +506,12 @@ def build_offer(
     session_id: int | None = None,
     session_version: int = 1,
     crypto_tag: int = 1,
-    pad_base64: bool = True,
     username: str = "-",
 ) -> SessionDescription:
     """Our offer: PCMU/8000 as PT 0 + telephone-event/8000 (events 0-16).
 
     With ``srtp_key`` (30 octets key||salt) the profile is RTP/SAVP with one a=crypto line,
-    suite AES_CM_128_HMAC_SHA1_80 only; ``pad_base64=False`` omits the '=' padding for peers
-    that choke on it (the 40-char key has none anyway).
+    suite AES_CM_128_HMAC_SHA1_80 only.
     """
     if srtp_key is not None and len(srtp_key) != SRTP_KEY_SALT_LEN:
         raise ValueError("srtp_key must be 30 octets (16 key + 14 salt)")
@@ -489,7 +522,7 @@ def build_offer(
     if ptime:
         media.lines.append(("a", f"ptime:{ptime}"))
     if srtp_key is not None:
-        media.lines.append(("a", "crypto:" + Crypto(crypto_tag, SRTP_SUITE, srtp_key).format(pad_base64)))
+        media.lines.append(("a", "crypto:" + Crypto(crypto_tag, SRTP_SUITE, srtp_key).format()))
     media.lines.append(("a", direction))
     sdp.media.append(media)
     return sdp
@@ -531,7 +564,6 @@ def answer_offer(
     srtp_key: bytes | None = None,
     require_srtp: bool = False,
     session_id: int | None = None,
-    pad_base64: bool = True,
     username: str = "-",
 ) -> SdpAnswer | SdpRejection:
     """Answer a peer's offer (RFC 3264 §6): the first audio stream offering PCMU is accepted
@@ -560,7 +592,7 @@ def answer_offer(
             elif proto == "RTP/SAVP" and srtp_key is None:
                 why = "SRTP offered but not available"
             elif proto == "RTP/SAVP" and not (remote_crypto := next((c for c in media.cryptos if c.usable), None)):
-                why = f"No {SRTP_SUITE} crypto offered"
+                why = _no_usable_crypto(media.cryptos, "offered")
             else:
                 try:
                     remote_address, rtcp_port, c_hold = _remote(sdp, media)
@@ -582,7 +614,7 @@ def answer_offer(
                 local_crypto = None
                 if remote_crypto is not None and srtp_key is not None:
                     local_crypto = Crypto(remote_crypto.tag, SRTP_SUITE, srtp_key)
-                    accepted.lines.append(("a", "crypto:" + local_crypto.format(pad_base64)))
+                    accepted.lines.append(("a", "crypto:" + local_crypto.format()))
                 accepted.lines.append(("a", ours))
                 chosen = NegotiatedMedia(
                     remote_address,
@@ -628,9 +660,11 @@ def validate_answer(offer: SessionDescription, answer: SessionDescription | byte
             if theirs.proto.upper() != "RTP/SAVP":
                 return SdpRejection("Answer dropped SRTP")
             our_tags = {c.tag: c for c in ours.cryptos}
+            # Any order, and only tags we offered (RFC 4568 §7.1.3).
             remote_crypto = next((c for c in theirs.cryptos if c.usable and c.tag in our_tags), None)
             if remote_crypto is None:
-                return SdpRejection(f"Answer has no usable {SRTP_SUITE} crypto")
+                return SdpRejection("Answer: " + _no_usable_crypto(
+                    [c for c in theirs.cryptos if c.tag in our_tags] or theirs.cryptos, "answered"))
             local_crypto = our_tags[remote_crypto.tag]
         try:
             address, rtcp_port, c_hold = _remote(sdp, theirs)

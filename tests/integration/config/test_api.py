@@ -484,3 +484,45 @@ async def test_idempotency_records_expire(env: Env) -> None:
         assert await purge_idempotency(s, -1) == 1
     r2 = await env.client.post("/v1/receiving-numbers", json=rn_body(), headers=hk)
     assert r2.status_code == 201 and r2.json()["id"] != r1.json()["id"]
+
+
+# --- media encryption per target, NAT detection per receiving number ----------------
+
+
+async def test_media_encryption_per_target_and_nat(env: Env) -> None:
+    _, h = await env.account()
+    targets = [{"uri": "sips:100@pbx.example.com"},  # default: SRTP on TLS
+               {"uri": "sip:100@pbx.example.com;transport=tls", "media_encryption": "none"},  # TLS, plain RTP
+               {"uri": "sip:100@pbx.example.com"}]  # default: plain on UDP
+    r = await env.client.post("/v1/receiving-numbers", json=rn_body(sip_targets=targets), headers=h)
+    assert r.status_code == 201, r.text
+    rn = r.json()
+    assert rn["nat"] == "auto"
+    assert [(t["transport"], t["media_encryption"], t["secure_media"]) for t in rn["sip_targets"]] == [
+        ("tls", "srtp", True), ("tls", "none", False), ("udp", "none", False)]
+    tn = await env.tracking(h, "+15551230077", rn["id"])
+    await env.resolver.settled()
+    d = env.resolver.decide(RoutingRequest(call_id="c", tracking_number=tn["number"]))
+    assert d.ok and d.nat == "auto"
+    assert sorted((t.uri, t.secure_media) for t in d.targets) == sorted(
+        [(t["uri"], t["secure_media"]) for t in rn["sip_targets"]])
+
+    # SDES keys over UDP or TCP would cross the network in clear: refused, naming the field.
+    url = f"/v1/receiving-numbers/{rn['id']}"
+    for uri in ("sip:100@pbx.example.com", "sip:100@pbx.example.com;transport=tcp"):
+        r = await env.client.patch(url, json={"sip_targets": [{"uri": uri, "media_encryption": "srtp"}]}, headers=h)
+        assert_problem(r, 422, "sip_targets[0].media_encryption", "TLS")
+    r = await env.client.post("/v1/receiving-numbers", json=rn_body(
+        sip_targets=[{"uri": "sip:100@pbx.example.com", "media_encryption": "srtp"}]), headers=h)
+    assert_problem(r, 422, "sip_targets[0].media_encryption", "TLS")
+    r = await env.client.patch(url, json={"sip_targets": [{"uri": "sip:1@pbx.example.com", "media_encryption": "aes"}]},
+                               headers=h)
+    assert r.status_code == 422
+
+    # NAT detection can be turned off for a receiving number (and back on).
+    r = await env.client.patch(url, json={"nat": "off"}, headers=h)
+    assert r.status_code == 200 and r.json()["nat"] == "off"
+    await env.resolver.settled()
+    assert env.resolver.decide(RoutingRequest(call_id="c", tracking_number=tn["number"])).nat == "off"
+    assert (await env.client.patch(url, json={"nat": "sometimes"}, headers=h)).status_code == 422
+    assert (await env.client.patch(url, json={"nat": None}, headers=h)).status_code == 422

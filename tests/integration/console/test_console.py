@@ -361,6 +361,25 @@ async def test_a_bad_certificate_opens_its_tls_section_with_the_error(console: C
     assert '<details class="more" open>' in r.text and '<details class="tls" open>' in r.text
 
 
+async def test_media_encryption_and_nat_detection_from_the_form(console: Console) -> None:
+    """TLS with plain RTP and NAT detection off; SRTP on a UDP target is refused next to its select."""
+    _, key, b = await signed_in(console)
+    await b.get("/numbers/receiving/new")
+    base = {"name": "TLS, no SRTP", "dial_sip_client": "on", "enabled": "on",
+            "sip_targets[0].uri": "sip:100@pbx.example.com", "sip_targets[0].media_encryption": "srtp",
+            "nat": "off"}
+    r = await b.post("/numbers/receiving/new", base, follow=False)
+    assert r.status_code == 422 and "TLS" in field_error(r.text, "sip_targets-0-media_encryption")
+    assert '<option value="srtp" selected>' in r.text and '<option value="off" selected>' in r.text
+    r = await b.post("/numbers/receiving/new", {**base, "sip_targets[0].uri": "sips:100@pbx.example.com",
+                                                "sip_targets[0].media_encryption": "none"}, follow=False)
+    assert r.status_code == 303, r.text
+    [rn] = (await console.api.get("/v1/receiving-numbers", headers={"Authorization": f"Bearer {key}"})).json()["items"]
+    assert rn["nat"] == "off" and rn["sip_targets"][0]["media_encryption"] == "none"
+    r = await b.get(f"/numbers/receiving/{rn['id']}")
+    assert '<option value="none" selected>' in r.text and '<option value="off" selected>' in r.text
+
+
 async def test_calls_are_paged_filtered_and_a_call_page_says_when_events_are_away(console: Console) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -415,3 +434,60 @@ async def test_ids_that_are_not_ids_never_reach_the_api(console: Console) -> Non
     await admin.sign_in(ADMIN)
     r = await admin.post("/accounts/select", {"account_id": "../receiving-numbers"})
     assert r.status_code == 404
+
+
+async def test_receiving_numbers_list_shows_each_pinged_targets_health(console: Console) -> None:
+    """Issue 17's list column, from issue 15's OPTIONS pinging: a pinged target's health and
+    since when; a target that is not pinged says so. The console form keeps options_ping."""
+    from datetime import UTC, datetime
+
+    from services.config.db.models import TargetHealthRow
+
+    _, key, b = await signed_in(console)
+    h = {"Authorization": f"Bearer {key}"}
+    r = await console.api.post("/v1/receiving-numbers", headers=h, json={
+        "name": "Pinged", "sip_targets": [{"uri": "sip:100@pbx.example.com", "options_ping": True},
+                                          {"uri": "sip:100@backup.example.com", "options_ping": True},
+                                          {"uri": "sip:100@spare.example.com"}]})
+    assert r.status_code == 201, r.text
+    rn = r.json()
+    first, second, _ = rn["sip_targets"]
+    async with console.ctx.sessionmaker() as session:
+        session.add(TargetHealthRow(target_id=first["id"], health="down",
+                                    changed_at=datetime(2026, 12, 3, 13, 5, 7, tzinfo=UTC), node="sig-1"))
+        await session.commit()
+    page = (await b.get("/numbers/receiving")).text
+    cells = re.findall(r'<span class="health (\w+)">(\w+)</span>', page)
+    assert cells == [("down", "down"), ("unknown", "unknown")]
+    assert "since <time" in page and "2026-12-03 13:05:07 UTC" in page
+    assert "not pinged" in page
+    # Editing in the console keeps (and shows) the ping setting.
+    form = (await b.get(f"/numbers/receiving/{rn['id']}")).text
+    assert re.search(r'name="sip_targets\[0\]\.options_ping" checked', form)
+    assert re.search(r'<label for="[^"]+">Ping with OPTIONS', form)
+
+
+async def test_more_options_has_the_pbx_options(console: Console) -> None:
+    """Issue 17's "More options" carries issue 15's PBX options: saved through the API, shown
+    back on edit, and a bad header named next to its field."""
+    _, key, b = await signed_in(console)
+    form = await b.get("/numbers/receiving/new")
+    for label in ("Diversion header with the tracking number", "Request-URI user", "Transfers (REFER)",
+                  "Redirects (3xx)", "Carrier headers to pass on", "Headers to add"):
+        assert re.search(rf'<label for="[^"]+">{re.escape(label)}', form.text), label
+    body = {"name": "DID desk", "dial_sip_client": "on", "enabled": "on", "sip_targets[0].uri": "sip:pbx.example.com",
+            "ring_timeout": "30", "diversion_shown": "1", "forward_pai_shown": "1", "forward_pai": "on",
+            "forward_identity_shown": "1", "request_uri_user": "tracking_number", "transfer": "reject",
+            "follow_redirects": "any", "forward_headers": "X-*, User-to-User", "sip_headers": "X-Account: acme"}
+    bad = await b.post("/numbers/receiving/new", {**body, "sip_headers": "Via: x"})
+    assert bad.status_code == 422 and "start with X-" in field_error(bad.text, "sip_headers")
+    r = await b.post("/numbers/receiving/new", body, follow=False)
+    assert r.status_code == 303, r.text
+    rn_id = parse_qs(urlsplit(r.headers["location"]).query)["receiving_number_id"][0]
+    rn = (await console.api.get(f"/v1/receiving-numbers/{rn_id}", headers={"Authorization": f"Bearer {key}"})).json()
+    assert (rn["diversion"], rn["forward_pai"], rn["forward_identity"], rn["request_uri_user"], rn["transfer"],
+            rn["follow_redirects"], rn["forward_headers"], rn["sip_headers"]) == (
+        False, True, False, "tracking_number", "reject", "any", ["X-*", "User-to-User"], {"X-Account": "acme"})
+    edit = (await b.get(f"/numbers/receiving/{rn_id}")).text
+    assert '<option value="tracking_number" selected>' in edit and "X-Account: acme</textarea>" in edit
+    assert 'value="X-*, User-to-User"' in edit

@@ -110,3 +110,85 @@ async def test_export_pcap_opens_in_tshark(bus: Bus, nats_server: NatsServer, tm
 async def test_no_nats_is_a_clear_error() -> None:
     r = await asyncio.to_thread(cli, "nats://127.0.0.1:1", "show", "x")
     assert r.returncode == 2 and "cannot reach NATS" in r.stderr
+
+
+def cli_env(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    return subprocess.run([sys.executable, "-c", "from services.cli.main import main; main()", "calls", *args],
+                          capture_output=True, text=True, timeout=30, cwd=cwd, env=base | (env or {}))
+
+
+async def test_a_nats_without_the_calls_stream_is_named_with_how_to_point_at_the_stack(tmp_path: Path) -> None:
+    other = NatsServer(store_dir=tmp_path / "other")  # JetStream on, but not a Switchboard's bus
+    other.start()
+    try:
+        r = await asyncio.to_thread(cli, other.url, "show", "some-call")
+    finally:
+        other.stop()
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"the NATS at {other.url} (from --nats-url) has no CALLS stream" in r.stderr
+    assert "--data-dir" in r.stderr and "--nats-url" in r.stderr
+
+
+async def test_the_stack_is_found_from_data_dir_or_switchboard_data_dir(bus: Bus, nats_server: NatsServer,
+                                                                       tmp_path: Path) -> None:
+    import json
+
+    await publish_call(bus, "call-dd")
+    stack_dir = tmp_path / "stack"
+    stack_dir.mkdir()
+    (stack_dir / "run.json").write_text(json.dumps({"nats_url": nats_server.url}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = await asyncio.to_thread(cli_env, "show", "call-dd", "--data-dir", str(stack_dir), cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    assert "received" in r.stdout
+    r = await asyncio.to_thread(cli_env, "show", "call-dd", cwd=elsewhere,
+                                env={"SWITCHBOARD_DATA_DIR": str(stack_dir)})
+    assert r.returncode == 0, r.stderr
+    # Without either, the default it tried is said, with the run.json it looked for.
+    r = await asyncio.to_thread(cli_env, "show", "call-dd", "--nats-url", "nats://127.0.0.1:1", cwd=elsewhere)
+    assert r.returncode == 2 and "cannot reach NATS at nats://127.0.0.1:1 (from --nats-url)" in r.stderr
+
+
+async def test_ladder_draws_the_call_in_columns(bus: Bus, nats_server: NatsServer) -> None:
+    await publish_call(bus, "call-lad")
+    r = await asyncio.to_thread(cli, nats_server.url, "ladder", "call-lad", "--width", "90")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["Carrier", "Switchboard"]
+    assert lines[1].split() == ["127.0.0.1:5070", "127.0.0.1:5060"]
+    assert "\x1b[" not in r.stdout  # not a terminal: no colour
+    arrows = [ln for ln in lines if "INVITE" in ln or "100 Trying" in ln]
+    assert "->" in arrows[0] and "INVITE" in arrows[0]
+    assert "<-" in arrows[1] and "100 Trying" in arrows[1]
+    assert any("failed: sip_status=404" in ln for ln in lines)
+    assert all(len(ln) <= 90 for ln in lines)
+    r = await asyncio.to_thread(cli, nats_server.url, "ladder", "nope")
+    assert r.returncode == 1 and "no events for call nope" in r.stderr
+
+
+async def test_tail_prints_live_events_as_they_arrive(bus: Bus, nats_server: NatsServer) -> None:
+    await bus.ensure_calls_stream()
+    js = bus.nc.jetstream()
+    consumers_before = (await js.stream_info(subjects.CALLS_STREAM)).state.consumer_count
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from services.cli.main import main; main()", "calls", "tail",
+        "--nats-url", nats_server.url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        # Tail shows new events only: publish once its consumer exists on the stream.
+        while (await js.stream_info(subjects.CALLS_STREAM)).state.consumer_count <= consumers_before:
+            assert proc.returncode is None, await proc.stderr.read()  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
+        await publish_call(bus, "call-tail")
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 10)).decode() for _ in range(5)]
+    finally:
+        proc.terminate()
+        await proc.wait()
+    mine = [ln.split() for ln in lines if ln.startswith("call-tail")]
+    assert [ln[1] for ln in mine] == ["received", "sip_in", "sip_out", "failed"]
+    assert "sip_status=404" in lines[3] and "INVITE" in lines[1]
+    assert lines[4].split()[:2] == ["other", "received"]

@@ -15,6 +15,8 @@ from proto.messages import (
     MediaAllocate,
     MediaAllocation,
     MediaDtmf,
+    MediaLeg,
+    MediaRekey,
     MediaRelease,
     MediaStats,
     MediaUpdate,
@@ -331,3 +333,52 @@ async def test_no_media_timeout_event(media, make_rtp: Callable[..., bytes]) -> 
     ev = next(e for e in call.events if e.kind == "media_timeout")
     assert ev.service == "media" and ev.payload["seconds"] >= 0.2
     await release(media, call)
+
+
+async def test_natted_client_latches_only_from_its_signaling_ip(media, make_rtp: Callable[..., bytes]) -> None:  # type: ignore[no-untyped-def]
+    """The client's SDP says 192.168.77.10 (behind a NAT); its SIP came from 127.0.0.1. The
+    worker takes media from any port of 127.0.0.1 and sends there; a stranger on another
+    address (127.0.0.2), or the private address, never moves the latch."""
+    call = await media.setup_call("nat-1", b_secure=False)
+    await media.bus.request(media.subject("update"), MediaUpdate(
+        call_id="nat-1", leg="b", remote_address="192.168.77.10", remote_port=call.client.port,
+        telephone_event_pt=96, latch_host="127.0.0.1"), Ack)
+    # Before any packet from it: sent to its signaling IP at the signalled port, never to the private one.
+    call.carrier.send(make_rtp(1, 0, 1, b"a" * 160), call.a_port)
+    assert (await recv_plain(call.client)).payload == b"a" * 160
+    natted = media.peer()  # the NAT's mapping: same IP, another port
+    natted.send(make_rtp(1, 0, 2, b"b" * 160), call.b_port)
+    assert (await recv_plain(call.carrier)).payload == b"b" * 160
+    stranger = media.peer("127.0.0.2")
+    stranger.send(make_rtp(70, 0, 9, b"x" * 160), call.b_port)
+    natted.send(make_rtp(2, 160, 2, b"c" * 160), call.b_port)
+    assert (await recv_plain(call.carrier)).payload == b"c" * 160  # the stranger's was not relayed
+    call.carrier.send(make_rtp(2, 160, 1, b"d" * 160), call.a_port)
+    assert (await recv_plain(natted)).payload == b"d" * 160  # sent to the latch, not the stranger
+    stats = await release(media, call)
+    assert stats.b.nat and stats.b.latched == f"127.0.0.1:{natted.port}" and stats.b.dropped == 1
+    assert not stats.a.nat
+
+
+async def test_rekey_gives_the_client_leg_plain_rtp_or_a_new_key(media, make_rtp: Callable[..., bytes]) -> None:  # type: ignore[no-untyped-def]
+    """A sips: target failed, a sip: one answers: the B side becomes plain RTP; another
+    SRTP target would get a key of its own."""
+    alloc = await media.bus.request(subjects.media_allocate(REGION),
+                                    MediaAllocate(call_id="rekey-1", region=REGION, b_secure=True), MediaAllocation)
+    assert alloc.b.secure and alloc.b.crypto is not None
+    fresh = await media.bus.request(media.subject("rekey"), MediaRekey(call_id="rekey-1", leg="b", secure=True),
+                                    MediaLeg)
+    assert fresh.secure and fresh.crypto is not None and fresh.port == alloc.b.port
+    assert fresh.crypto.key_salt_b64 != alloc.b.crypto.key_salt_b64
+    plain = await media.bus.request(media.subject("rekey"), MediaRekey(call_id="rekey-1", leg="b", secure=False),
+                                    MediaLeg)
+    assert not plain.secure and plain.crypto is None
+    carrier, client = media.peer(), media.peer()
+    for leg, peer in (("a", carrier), ("b", client)):  # no crypto needed on B any more
+        await media.bus.request(media.subject("update"), MediaUpdate(
+            call_id="rekey-1", leg=leg, remote_address="127.0.0.1", remote_port=peer.port), Ack)
+    carrier.send(make_rtp(1, 0, 1, b"a" * 160), alloc.a.port)
+    assert (await recv_plain(client)).payload == b"a" * 160
+    client.send(make_rtp(1, 0, 2, b"b" * 160), alloc.b.port)
+    assert (await recv_plain(carrier)).payload == b"b" * 160
+    await media.bus.request(media.subject("release"), MediaRelease(call_id="rekey-1"), MediaStats)

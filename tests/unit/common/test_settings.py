@@ -24,3 +24,29 @@ def test_region_must_be_a_subject_token(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SWITCHBOARD_REGION", "us1.>")
     with pytest.raises(ValidationError):
         CommonSettings()
+
+
+def test_one_advertise_address_sets_via_contact_sdp_and_the_listeners(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.media.settings import MediaSettings
+    from services.signaling.settings import SignalingSettings
+
+    monkeypatch.setenv("SWITCHBOARD_ADVERTISE_ADDRESS", "203.0.113.7")
+    sig, media = SignalingSettings(), MediaSettings()
+    assert (sig.public_address, sig.sip_host) == ("203.0.113.7", "203.0.113.7")
+    assert (media.public_address, media.media_host) == ("203.0.113.7", "203.0.113.7")
+    # Behind 1:1 NAT: advertise the public IP, bind the local one.
+    monkeypatch.setenv("SWITCHBOARD_MEDIA_HOST", "0.0.0.0")
+    monkeypatch.setenv("SWITCHBOARD_SIP_HOST", "10.0.0.5")
+    sig, media = SignalingSettings(), MediaSettings()
+    assert (sig.public_address, sig.sip_host) == ("203.0.113.7", "10.0.0.5")
+    assert (media.public_address, media.media_host) == ("203.0.113.7", "0.0.0.0")
+    monkeypatch.setenv("SWITCHBOARD_PUBLIC_ADDRESS", "198.51.100.1")
+    assert SignalingSettings().public_address == "198.51.100.1"
+
+
+def test_without_an_advertise_address_everything_stays_on_loopback() -> None:
+    from services.media.settings import MediaSettings
+    from services.signaling.settings import SignalingSettings
+
+    sig, media = SignalingSettings(), MediaSettings()
+    assert (sig.public_address, sig.sip_host, media.media_host) == ("127.0.0.1", "127.0.0.1", "127.0.0.1")

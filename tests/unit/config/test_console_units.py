@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from services.config.console.ladder import build, short
+from services.common.ladder import build, short
 from services.config.console.session import Session, SessionCodec, SignInLimiter, new_session
 from services.config.secrets import SecretBox, generate_key_spec
 
@@ -78,3 +78,51 @@ def test_sign_in_limit_per_address_and_window() -> None:
     assert lim.retry_after("10.0.0.1", now=11) == 49
     assert lim.retry_after("10.0.0.2", now=11) == 0  # another address is not limited
     assert lim.retry_after("10.0.0.1", now=60.5) == 0  # the first failure left the window
+
+
+LADDER_CALL = [
+    sip("sip_in", 100.0, "INVITE sip:+15551234567@127.0.0.1 SIP/2.0", CARRIER),
+    sip("sip_out", 100.001, "SIP/2.0 100 Trying", CARRIER),
+    {"kind": "resolved", "ts": 100.01, "payload": {"receiving_number_id": "rn_1", "region": "us1"}},
+    sip("sip_out", 100.02, "INVITE sip:100@198.51.100.7:5080 SIP/2.0", CLIENT),
+    sip("sip_in", 100.03, "SIP/2.0 486 Busy Here", CLIENT),
+    sip("sip_out", 100.51, "SIP/2.0 486 Busy Here", CARRIER),
+]
+
+
+def test_text_ladder_has_a_column_per_party_arrows_times_and_decisions_in_the_margin() -> None:
+    from services.common.ladder import render_text
+
+    text = render_text(LADDER_CALL, width=100)
+    lines = text.splitlines()
+    assert "\x1b[" not in text
+    assert lines[0].split() == ["Carrier", "Switchboard", "SIP", "client"]
+    assert lines[1].split() == [CARRIER, US, CLIENT]
+    assert all(len(r) <= 100 for r in lines)
+    # A decision longer than the margin continues on the next line, beside the lifelines.
+    rows = [r for r in lines[2:] if r.lstrip().startswith("+")]
+    assert len(rows) == len(LADDER_CALL)
+    note_at = lines.index(rows[2])
+    note_text = rows[2].split("  ")[-1].strip() + lines[note_at + 1].split("|")[-1].strip()
+    assert rows[0].lstrip().startswith("+0.000s") and rows[5].lstrip().startswith("+0.510s")
+    # Arrows point the way the message went, between the right columns.
+    carrier_col, sb_col, client_col = (lines[0].index(w) + len(w) // 2 for w in ("Carrier", "Switchboard", "SIP client"))
+    invite_in, trying, note, invite_out, busy, busy_out = rows
+    assert "INVITE" in invite_in and invite_in.index("->") < sb_col < invite_in.index("INVITE") + 30
+    assert "<-" in trying and carrier_col - 3 <= trying.index("<-") <= carrier_col + 3
+    assert "INVITE" in invite_out and invite_out.index("INVITE") > sb_col
+    assert "486 Busy Here" in busy and busy.index("<-") > sb_col
+    assert "486 Busy Here" in busy_out and busy_out.index("<-") < sb_col
+    assert note_text.replace(" ", "") == "resolved:receiving_number_id=rn_1,region=us1"
+    assert abs(note.index("*") - sb_col) <= 3
+
+
+def test_text_ladder_fits_a_narrow_terminal_and_colours_only_when_asked() -> None:
+    from services.common.ladder import render_text
+
+    narrow = render_text(LADDER_CALL, width=60)
+    assert all(len(line) <= 60 for line in narrow.splitlines())
+    assert "INVITE" in narrow and "486" in narrow
+    coloured = render_text(LADDER_CALL, width=100, color=True)
+    assert "\x1b[31m" in coloured and "\x1b[36m" in coloured  # a 4xx red, requests cyan
+    assert render_text([], width=80) == ""

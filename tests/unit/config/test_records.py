@@ -205,6 +205,7 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     await sig.emit("c1", pe.Ringing(status=180, early_media=False))
     await sig.emit("c1", pe.RingTimeout(target=c, rang=True))
     await sig.emit("c1", pe.Dialing(target=a, transport="udp", dest="192.0.2.5:5060", candidates=1))
+    await sig.emit("c1", pe.NatDetected(leg="b", sdp_address="192.168.77.10", source="192.0.2.5:5060"))
     await sig.emit("c1", pe.Answered(target=a, secure=True, pdd_ms=1234))
     await sig.emit("c1", pe.SendDigits(digits="1"))
     await sig.emit("c1", pe.SendDigitsFailed(digits="2", reason="no"))
@@ -212,9 +213,11 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     await sig.emit("c1", pe.Hold(leg="a", method="INVITE"))
     await sig.emit("c1", pe.MediaRefresh(leg="a", method="UPDATE"))
     await med.emit("c1", pe.MediaTimeout(seconds=30.0))
-    await sig.emit("c1", pe.GenericEvent(kind="transferred", payload={"to": "sip:d@pbx"}))
+    await sig.emit("c1", pe.GenericEvent(kind="parked", payload={"to": "sip:d@pbx"}))
+    await sig.emit("c1", pe.Transferred(from_target=a, target="sip:d@pbx", ok=False, status=486, reason="Busy"))
     stats = MediaStats(call_id="c1", worker_id="media-9", a=LegStats(lost=3, jitter_ms=4.0, srtp_failures=1),
-                       b=LegStats(lost=4, jitter_ms=6.5, packets_in=99), mos=4.2, duration=12.0)
+                       b=LegStats(lost=4, jitter_ms=6.5, packets_in=99, nat=True, latched="192.0.2.5:40000"),
+                       mos=4.2, duration=12.0)
     await med.emit("c1", pe.MediaStatsReport.of(stats))
     await sig.emit("c1", pe.Ended(by="callee", reason="normal clearing", duration=9.5, result="completed",
                                   media=stats))
@@ -223,7 +226,7 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     await sig.emit("c1", pe.SipOut(transport="udp", first_line="SIP/2.0 200 OK", src="192.0.2.2:5060",
                                    dst="192.0.2.1:5060", message="SIP/2.0 200 OK\r\n\r\n"))
     evs = [CallEvent.model_validate_json(raw) for raw in bus.sent]
-    assert {e.kind for e in evs} == set(pe.KINDS) - {"failed"} | {"transferred"}
+    assert {e.kind for e in evs} == set(pe.KINDS) - {"failed"} | {"parked"}
 
     rec = fold(evs)
     assert rec.event_count == len(evs)  # none dropped, the unknown kind included
@@ -236,12 +239,15 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     assert rec.answered_at.timestamp() == pytest.approx(by_kind["answered"].ts, abs=1e-5) and rec.pdd_ms == 1234
     assert [(t["target"], t["result"], t["status"], t["reason"]) for t in attempts(rec)] == [
         (a, "server-error", 503, "Service Unavailable"), (b, "auth-failed", 401, "credentials refused"),
-        (c, "no-answer", None, None), (a, "answered", 200, None)]
+        (c, "no-answer", None, None), (a, "answered", 200, None),
+        ("sip:d@pbx", "failed", 486, "Busy")]  # a transfer to it failed: the call stayed on a
     assert [(d["digit"], d["leg"], d["duration_ms"]) for d in rec.dtmf] == [("7", "b", 140)]
     assert (rec.result, rec.ended_by, rec.reason, rec.duration, rec.sip_status) == (
         "completed", "callee", "normal clearing", 9.5, 200)
     assert (rec.mos, rec.packets_lost, rec.jitter_ms, rec.srtp_failures) == (4.2, 7, 6.5, 1)
     assert rec.media["worker_id"] == "media-9" and rec.media["b"]["packets_in"] == 99
+    # The record says the client was behind a NAT and where its media latched.
+    assert (rec.media["b"]["nat"], rec.media["b"]["latched"]) == (True, "192.0.2.5:40000")
 
     body = {e: b for e, _k, _o, b in implied_events(rec)}
     assert (body["initiated"]["tracking_number"], body["initiated"]["caller"], body["initiated"]["caller_name"],
@@ -287,3 +293,18 @@ def test_a_call_whose_signaling_node_died_is_closed_as_lost_by_the_media_workers
     assert (rec.result, rec.reason, rec.ended_by, rec.node) == ("lost", "signaling node sig-1 lost", "switchboard",
                                                                 "sig-1")
     assert rec.ended_at is not None
+
+
+def test_a_transfer_is_in_the_record_and_its_webhooks() -> None:
+    """REFER (issue 15): the first target is `transferred`, the new one answered; a
+    `transferred` webhook, and the completed one lists the targets."""
+    call = [*CALL[:-1],
+            ev(20, pe.Dialing(target="sip:d@x", transport="udp", dest="192.0.2.9:5060", candidates=1), 3.0),
+            ev(21, pe.Transferred(from_target="sip:b@y", target="sip:d@x", referred_by="<sip:b@y>"), 3.5),
+            CALL[-1]]
+    rec = fold(call)
+    assert [(t["target"], t["result"]) for t in attempts(rec)][-2:] == [("sip:b@y", "transferred"),
+                                                                        ("sip:d@x", "answered")]
+    implied = {e: body for e, _, _, body in implied_events(rec)}
+    assert implied["transferred"]["from_target"] == "sip:b@y" and implied["transferred"]["target"] == "sip:d@x"
+    assert implied["completed"]["targets"][-1] == {"target": "sip:d@x", "result": "answered", "status": 200}

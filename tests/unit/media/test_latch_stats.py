@@ -21,6 +21,32 @@ def test_secure_leg_latches_only_on_authenticated_source() -> None:
                          signalled_host="192.0.2.10")
 
 
+def test_a_natted_peer_latches_only_from_its_signaling_source_ip() -> None:
+    """The SDP said 192.168.77.10; its SIP came from 203.0.113.5: any port of that IP may
+    latch, nothing from another IP, not even the (unreachable) signalled one."""
+    nat = "203.0.113.5"
+    assert may_latch(secure=False, authenticated=True, source=(nat, 40000), signalled_host=nat, nat_host=nat)
+    assert not may_latch(secure=False, authenticated=True, source=("198.51.100.7", 40000), signalled_host=nat,
+                         nat_host=nat)
+    assert not may_latch(secure=False, authenticated=True, source=("192.168.77.10", 4000), signalled_host=nat,
+                         nat_host=nat)
+    # An SRTP leg behind a NAT: authenticated and from that IP.
+    assert may_latch(secure=True, authenticated=True, source=(nat, 40000), signalled_host=nat, nat_host=nat)
+    assert not may_latch(secure=True, authenticated=False, source=(nat, 40000), signalled_host=nat, nat_host=nat)
+    assert not may_latch(secure=True, authenticated=True, source=("198.51.100.7", 1), signalled_host=nat,
+                         nat_host=nat)
+
+
+def test_a_public_sdp_address_other_than_the_signaling_one_latches_from_either() -> None:
+    """An SBC signals from 203.0.113.5 and offers media at 198.51.100.7: both may latch
+    (a separate media interface, or a NAT), nothing else."""
+    for ip in ("203.0.113.5", "198.51.100.7"):
+        assert may_latch(secure=False, authenticated=True, source=(ip, 4000), signalled_host="198.51.100.7",
+                         nat_host="203.0.113.5")
+    assert not may_latch(secure=False, authenticated=True, source=("192.0.2.66", 4000),
+                         signalled_host="198.51.100.7", nat_host="203.0.113.5")
+
+
 def test_loss_and_wrap() -> None:
     s = StreamStats()
     seqs = [65530 + i for i in range(6)] + [0, 1, 3, 4, 5]  # 2 lost across the wrap

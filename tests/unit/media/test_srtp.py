@@ -105,3 +105,13 @@ def test_keys_and_crypto_lines() -> None:
         srtp.key_from_crypto(SrtpCrypto(key_salt_b64=base64.b64encode(b"short").decode()))
     with pytest.raises(BadKey):
         srtp.key_from_crypto(SrtpCrypto(key_salt_b64="!!notbase64!!"))
+
+
+def test_pylibsrtp_has_no_mki_so_mki_answers_are_refused() -> None:
+    """Why an a=crypto line with an MKI gets 488 (sdp.Crypto.unusable_because): pylibsrtp's
+    Policy has no MKI setting, so MKI-tagged packets could never be authenticated. When a
+    pylibsrtp release adds it, this fails: then accept MKIs instead."""
+    import pylibsrtp
+
+    policy = pylibsrtp.Policy()
+    assert not any("mki" in name.lower() for name in dir(policy))

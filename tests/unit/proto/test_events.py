@@ -37,6 +37,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
                         "b_port": 10002, "secure": True},
     "answered": {"target": TARGET, "secure": True, "pdd_ms": 2970},
     "hold": {"leg": "a", "method": "INVITE"},
+    "transferred": {"from_target": TARGET, "target": "sip:200@pbx.example.com", "ok": True, "status": 200,
+                    "reason": "", "referred_by": "<sip:100@pbx.example.com>"},
     "media_refresh": {"leg": "b", "method": "UPDATE"},
     "failed": {"sip_status": 486, "reason": "Busy Here", "result": "busy",
                "attempts": [{"target": TARGET, "result": "busy", "status": 486, "reason": "Busy Here"}]},
@@ -57,6 +59,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
     "sip_out": {"transport": "tls", "first_line": "SIP/2.0 100 Trying", "src": "10.0.0.1:5061",
                 "dst": "10.0.0.9:5061", "message": "SIP/2.0 100 Trying\r\n\r\n"},
     "dtmf": {"digit": "#", "leg": "b", "duration_ms": 120},
+    "nat_detected": {"leg": "b", "sdp_address": "192.168.77.10", "contact": "sip:100@192.168.77.10:5060",
+                     "source": "203.0.113.5:5060"},
     "media_timeout": {"seconds": 30.2},
     "lost": {"node": "sig-1", "reason": "signaling node sig-1 lost"},
     "media_stats": {"worker_id": "media-1", "a": LEG, "b": {**LEG, "lost": 2}, "mos": 4.3, "duration": 45.5},
@@ -154,10 +158,10 @@ async def test_publisher_round_trip_of_every_kind() -> None:
 
 def test_unknown_kind_is_kept_not_dropped() -> None:
     """A newer node's kind: kept with its payload, and passed on unchanged (replay)."""
-    ev = CallEvent(call_id="c1", kind="transferred", seq=9, payload={"to": "sip:200@pbx", "by": {"who": "callee"}})
+    ev = CallEvent(call_id="c1", kind="parked", seq=9, payload={"to": "sip:200@pbx", "by": {"who": "callee"}})
     body = pe.parse(ev)
     assert isinstance(body, pe.GenericEvent)
-    assert (body.kind, body.payload) == ("transferred", {"to": "sip:200@pbx", "by": {"who": "callee"}})
+    assert (body.kind, body.payload) == ("parked", {"to": "sip:200@pbx", "by": {"who": "callee"}})
     again = pe.envelope("c1", body, seq=9, ts=ev.ts)
     assert again == ev
 

@@ -7,7 +7,7 @@ import pytest
 from proto.messages import Heartbeat, RegionSelect
 from services.registry import selection, topology
 from services.registry.errors import BadHeartbeat
-from services.registry.membership import Membership
+from services.registry.membership import MAX_LAG, Membership
 
 TOPO = topology.load()
 INTERVAL = 1.0
@@ -54,6 +54,33 @@ def test_heartbeats_keep_a_node_alive() -> None:
     for t in range(10):
         whole(m, "us1", t)
         assert m.expire(t + 0.5) == []
+
+
+def test_a_busy_nodes_late_heartbeats_do_not_make_it_dead() -> None:
+    """A media worker under load says its loop runs 2 s late: its heartbeats are expected
+    2 s later each, so 4 s of silence is a busy node, not a dead one; a node that is not
+    busy is judged on its interval alone."""
+    m = fresh()
+    m.observe(hb("signaling", "us1", "sig"), 0)
+    m.observe(hb("media", "us1", "busy", lag=2.0), 0)
+    m.observe(hb("media", "us1", "idle"), 0)
+    assert {n.node_id for n in m.expire(4.0)} == {"sig", "idle"}
+    assert [n.node_id for n in m.expire(8.9)] == []
+    assert [n.node_id for n in m.expire(9.0)] == ["busy"]  # 3 × (1 s + 2 s lag)
+
+
+def test_a_reported_lag_cannot_postpone_expiry_for_ever() -> None:
+    m = fresh()
+    m.observe(hb("media", "us1", "m", lag=3600.0), 0)
+    assert [n.node_id for n in m.expire(3 * (INTERVAL + MAX_LAG))] == ["m"]
+
+
+def test_the_registrys_own_stall_is_not_the_nodes_silence() -> None:
+    m = fresh()
+    whole(m, "us1", 0)
+    m.stalled(5.0)  # our loop ran 5 s late: their heartbeats may be waiting unread
+    assert m.expire(7.9) == []
+    assert len(m.expire(8.0)) == 2
 
 
 def test_changes_announce_each_transition_once() -> None:

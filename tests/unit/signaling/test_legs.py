@@ -331,4 +331,21 @@ def test_media_timeout_only_ends_a_connected_call() -> None:
 def test_carrier_unexpected_input_raises() -> None:
     m = answered_carrier()
     with pytest.raises(LegStateError):
-        m.handle(CIn.DIALING, 2.0)
+        m.handle(CIn.SETUP_FAILED, 2.0, (500, "late", None, []))
+
+
+def test_a_remote_legs_ringing_that_overtakes_the_originate_reply_is_relayed() -> None:
+    """Cross-region: the other node's 180 arrives before its answer to our order (DIALING).
+    It was absorbed once, the carrier never heard a 180 and never sent its CANCEL."""
+    m = CarrierLegMachine()
+    assert m.handle(CIn.LEG_PROGRESS, 0.1, (180, False)) == [CDo.PROGRESS]
+    assert m.state is CState.PROCEEDING
+    assert m.handle(CIn.DIALING, 0.2) == []  # late, and harmless
+    assert m.handle(CIn.CARRIER_CANCEL, 1.0) == [CDo.ANSWER_487, CDo.TELL_LEG_CANCEL]
+
+
+def test_a_remote_legs_answer_before_the_originate_reply_connects_the_call() -> None:
+    m = CarrierLegMachine()
+    assert m.handle(CIn.LEG_ANSWERED, 0.3) == [CDo.ANSWER]
+    assert m.state is CState.CONFIRMED and m.answered
+    assert m.handle(CIn.DIALING, 0.4) == [] and m.state is CState.CONFIRMED

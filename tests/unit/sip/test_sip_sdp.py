@@ -77,7 +77,38 @@ def test_crypto_padding_lifetime_mki() -> None:
     assert padded.endswith("=")
     assert Crypto.parse(f"3 X inline:{padded}").key_salt == bytes(31)
     assert Crypto.parse(f"3 X inline:{padded.rstrip('=')}").key_salt == bytes(31)
-    assert Crypto(3, "X", bytes(31)).format(pad=False) == f"3 X inline:{padded.rstrip('=')}"
+    # What we send: 30 octets are 40 base64 characters, never padded (no switch needed).
+    assert Crypto(1, "AES_CM_128_HMAC_SHA1_80", bytes(30)).format() == f"1 AES_CM_128_HMAC_SHA1_80 inline:{key}"
+
+
+def test_crypto_as_phones_send_it() -> None:
+    """Lifetimes (Grandstream always sends one), MKIs (refused: pylibsrtp has none), session
+    parameters (unknown ones ignored, RFC 4568 §6.3; ones changing the protection refused)."""
+    key = base64.b64encode(bytes(30)).decode()
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    assert Crypto.parse(f"1 {suite} inline:{key}|2^31").lifetime_packets == 2**31
+    assert Crypto.parse(f"1 {suite} inline:{key}|1048576").lifetime_packets == 1048576
+    assert Crypto.parse(f"1 {suite} inline:{key}").lifetime_packets is None
+    mki = Crypto.parse(f"1 {suite} inline:{key}|2^20|1:4")
+    assert not mki.usable and "MKI" in (mki.unusable_because or "")
+    assert Crypto.parse(f"1 {suite} inline:{key} WSH=64 FUTURE_PARAM=1").usable
+    assert Crypto.parse(f"1 {suite} inline:{key} KDR=0").usable
+    for param in ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP", "KDR=24"):
+        assert not Crypto.parse(f"1 {suite} inline:{key} {param}").usable, param
+    # Lines in any order: the usable one of our suite is taken, whatever its place and tag.
+    offer = (b"v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n"
+             b"m=audio 16000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+             b"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(46)) + b"\r\n"
+             b"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:" + key.encode() + b"\r\n"
+             b"a=crypto:3 " + suite.encode() + b" inline:" + key.encode() + b"|2^31 WSH=64\r\n")
+    result = answer_offer(offer, "198.51.100.20", 12000, srtp_key=KEY)
+    assert isinstance(result, SdpAnswer) and result.media.remote_crypto is not None
+    assert result.media.remote_crypto.tag == 3
+    assert [c.tag for c in result.sdp.media[0].cryptos] == [3]  # one a=crypto line in our answer
+    # Only an MKI line of our suite: refused with the reason (the 488's Warning says it).
+    only_mki = offer.replace(b"|2^31 WSH=64", b"|2^31|1:4")
+    refused = answer_offer(only_mki, "198.51.100.20", 12000, srtp_key=KEY)
+    assert isinstance(refused, SdpRejection) and refused.status == 488 and "MKI" in refused.reason
 
 
 def test_build_offer_plain_and_srtp() -> None:

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import and_, or_, select
+from fastapi.responses import StreamingResponse
+from sqlalchemy import Select, and_, or_, select
 
 from proto import subjects
 from services.common.callstream import read_call_events
+from services.common.errors import BusError
+from services.common.reroute import NothingToRerun, reroute
 
+from ... import cdr
 from ...db.models import CallRecord
 from ...errors import InvalidInput, NotFound, Unavailable
 from ...records import attempts, gaps
 from ...validation import normalize_e164
 from ..deps import CtxDep, Cursor, Limit, PrincipalDep, SessionDep
-from ..schemas import CallEventList, CallEventPublic, CallPublic, CallResult, Page
+from ..schemas import CallEventList, CallEventPublic, CallPublic, CallResult, Page, ReroutePublic
 
 router = APIRouter(tags=["calls"])
 
@@ -52,14 +58,8 @@ async def get_record(session: SessionDep, principal: PrincipalDep, call_id: str)
     return rec
 
 
-@router.get("/v1/calls", response_model=Page[CallPublic])
-async def list_calls(session: SessionDep, principal: PrincipalDep, limit: Limit = 50, cursor: Cursor = None,
-                     number: str | None = Query(None, max_length=40, description="Tracking number (E.164)."),
-                     from_: datetime | None = Query(None, alias="from", description="Started at or after (ISO 8601)."),
-                     to: datetime | None = Query(None, description="Started before (ISO 8601)."),
-                     result: CallResult | None = Query(None),
-                     account_id: str | None = Query(None, max_length=40, description="Admin only.")):
-    """Calls, newest first."""
+def _filtered(principal: Any, number: str | None, from_: datetime | None, to: datetime | None,
+              result: CallResult | None, account_id: str | None) -> Select[tuple[CallRecord]]:
     stmt = select(CallRecord)
     if not principal.is_admin:
         stmt = stmt.where(CallRecord.account_id == principal.account_id)
@@ -76,15 +76,60 @@ async def list_calls(session: SessionDep, principal: PrincipalDep, limit: Limit 
         stmt = stmt.where(CallRecord.started_at < _utc(to))
     if result is not None:
         stmt = stmt.where(CallRecord.result == result)
+    return stmt
+
+
+def _after(stmt: Select[tuple[CallRecord]], when: datetime, last: str) -> Select[tuple[CallRecord]]:
+    return stmt.where(or_(CallRecord.started_at < when, and_(CallRecord.started_at == when, CallRecord.id < last)))
+
+
+NEWEST_FIRST = (CallRecord.started_at.desc(), CallRecord.id.desc())
+CSV_BATCH = 500
+
+
+@router.get("/v1/calls", response_model=Page[CallPublic],
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "With format=csv: every matching call as CSV (columns: "
+                                            + ", ".join(cdr.COLUMNS) + ")."}})
+async def list_calls(session: SessionDep, principal: PrincipalDep, ctx: CtxDep, limit: Limit = 50,
+                     cursor: Cursor = None,
+                     number: str | None = Query(None, max_length=40, description="Tracking number (E.164)."),
+                     from_: datetime | None = Query(None, alias="from", description="Started at or after (ISO 8601)."),
+                     to: datetime | None = Query(None, description="Started before (ISO 8601)."),
+                     result: CallResult | None = Query(None),
+                     account_id: str | None = Query(None, max_length=40, description="Admin only."),
+                     format: Literal["json", "csv"] = Query(
+                         "json", description="csv: every matching call (limit and cursor ignored), streamed, "
+                                             "newest first; the columns are in docs (services/config/cdr.py).")):
+    """Calls, newest first."""
+    stmt = _filtered(principal, number, from_, to, result, account_id)
+    if format == "csv":
+        return StreamingResponse(_csv(ctx, stmt), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": 'attachment; filename="calls.csv"'})
     if cursor:
-        when, last = _decode(cursor)
-        stmt = stmt.where(or_(CallRecord.started_at < when, and_(CallRecord.started_at == when, CallRecord.id < last)))
-    rows = list((await session.execute(
-        stmt.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).limit(limit + 1))).scalars())
+        stmt = _after(stmt, *_decode(cursor))
+    rows = list((await session.execute(stmt.order_by(*NEWEST_FIRST).limit(limit + 1))).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page[CallPublic](items=[CallPublic.of(r, gaps(r.applied or {}), attempts(r)) for r in rows],
                             next_cursor=_cursor(rows[-1]) if more and rows else None)
+
+
+async def _csv(ctx: Any, stmt: Select[tuple[CallRecord]]) -> AsyncIterator[str]:
+    """Batches by keyset, each in its own short session: a long export holds no transaction
+    open, and memory stays one batch whatever the number of calls."""
+    yield cdr.lines([])
+    page = stmt
+    while True:
+        async with ctx.sessionmaker() as s:
+            recs = list((await s.execute(page.order_by(*NEWEST_FIRST).limit(CSV_BATCH))).scalars())
+        if not recs:
+            return
+        yield cdr.lines((cdr.row(CallPublic.of(r, {}, attempts(r)).model_dump(mode="json")) for r in recs),
+                        header=False)
+        if len(recs) < CSV_BATCH:
+            return
+        page = _after(stmt, _utc(recs[-1].started_at), recs[-1].id)
 
 
 @router.get("/v1/calls/{call_id}", response_model=CallPublic)
@@ -111,3 +156,24 @@ async def get_call_events(call_id: str, ctx: CtxDep, session: SessionDep, princi
                           headers={"Retry-After": "1"}) from None
     return CallEventList(items=[CallEventPublic(seq=e.seq, kind=e.kind, ts=e.ts, service=e.service, node=e.node,
                                                 region=e.region, payload=e.payload) for e in events])
+
+
+@router.get("/v1/calls/{call_id}/reroute", response_model=ReroutePublic)
+async def get_call_reroute(call_id: str, ctx: CtxDep, session: SessionDep, principal: PrincipalDep):
+    """What-if: today's routing, region selection and media selection for this call
+    (nothing is placed or allocated), beside what happened, each difference marked."""
+    try:
+        subjects.token(call_id)
+    except subjects.SubjectError:
+        raise NotFound(f"no call {call_id}") from None
+    await get_record(session, principal, call_id)
+    if ctx.bus is None or not ctx.bus.connected:
+        raise Unavailable("the event stream is not reachable; try again", headers={"Retry-After": "1"})
+    try:
+        events = await read_call_events(ctx.bus, call_id, wait=ctx.settings.call_events_timeout)
+        result = await reroute(ctx.bus, events, timeout=ctx.settings.registry_timeout)
+    except NothingToRerun as e:
+        raise NotFound(f"call {call_id}: {e}") from None
+    except BusError as e:
+        raise Unavailable(f"routing did not answer: {e}", headers={"Retry-After": "1"}) from None
+    return result.to_dict()

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from typing import Any
+
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from proto.messages import ConfigEntity
 
 from ...db.models import Account, ReceivingNumber, SipTargetRow, TrackingNumber, utcnow
 from ...errors import Conflict, InvalidInput
 from ...secrets import SecretBox
-from ...validation import parse_sip_uri
+from ...validation import check_media_encryption, media_encryption, parse_sip_uri
 from ..common import paginate
 from ..context import AppContext
 from ..crud import Resource
 from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, PrincipalDep, SessionDep
 from ..schemas import (
+    PBX_OPTIONS,
     Page,
     ReceivingNumberCreate,
     ReceivingNumberPublic,
@@ -35,13 +39,33 @@ def public(rn: ReceivingNumber) -> ReceivingNumberPublic:
         uri = parse_sip_uri(t.uri)
         targets.append(SipTargetPublic(
             id=t.id, uri=t.uri, username=t.username, priority=t.priority, weight=t.weight, enabled=t.enabled,
-            has_password=t.password_sealed is not None, transport=uri.transport, secure_media=uri.secure,
+            has_password=t.password_sealed is not None, transport=uri.transport,
+            secure_media=media_encryption(uri, t.media_encryption) == "srtp",
+            media_encryption=media_encryption(uri, t.media_encryption),  # type: ignore[arg-type]
             tls=TlsOptionsPublic(verify=t.tls_verify, ca_pem=t.tls_ca_pem, client_cert_pem=t.tls_client_cert_pem,
-                                 has_client_key=t.tls_client_key_sealed is not None)))
+                                 has_client_key=t.tls_client_key_sealed is not None),
+            options_ping=t.options_ping, **_health(t)))
     return ReceivingNumberPublic(
         id=rn.id, account_id=rn.account_id, name=rn.name, dial_sip_client=rn.dial_sip_client, enabled=rn.enabled,
-        ring_timeout=rn.ring_timeout, send_digits=rn.send_digits, region=rn.region, sip_targets=targets,
-        created_at=rn.created_at, updated_at=rn.updated_at)
+        ring_timeout=rn.ring_timeout, send_digits=rn.send_digits, region=rn.region, nat=rn.nat,  # type: ignore[arg-type]
+        sip_targets=targets,
+        created_at=rn.created_at, updated_at=rn.updated_at, **pbx_options(rn))
+
+
+def pbx_options(rn: ReceivingNumber) -> dict[str, Any]:
+    return {"diversion": rn.diversion, "request_uri_user": rn.request_uri_user, "forward_pai": rn.forward_pai,
+            "forward_identity": rn.forward_identity, "forward_headers": list(rn.forward_headers or []),
+            "sip_headers": dict(rn.sip_headers or {}), "transfer": rn.transfer,
+            "follow_redirects": rn.follow_redirects}
+
+
+def _health(t: SipTargetRow) -> dict[str, Any]:
+    # A row just built has no health row loaded (and none exists): no lazy load here.
+    h = None if "health_row" in inspect(t).unloaded else t.health_row
+    if not t.options_ping or h is None:
+        return {"health": "unknown", "health_changed_at": None}
+    changed = h.changed_at if h.changed_at.tzinfo else h.changed_at.replace(tzinfo=UTC)
+    return {"health": h.health, "health_changed_at": changed}
 
 
 def check_region(ctx: AppContext, region: str | None) -> None:
@@ -69,6 +93,11 @@ def build_targets(box: SecretBox, items: list[SipTargetIn], existing: list[SipTa
         row.priority = t.priority
         row.weight = t.weight
         row.enabled = t.enabled
+        problem = check_media_encryption(parse_sip_uri(t.uri), t.media_encryption)
+        if problem:
+            raise InvalidInput.field(f"sip_targets[{i}].media_encryption", problem)
+        row.media_encryption = t.media_encryption
+        row.options_ping = t.options_ping
         if "password" in t.model_fields_set or prev is None:
             row.password_sealed = box.seal(t.password) if t.password is not None else None
         row.tls_verify = t.tls.verify
@@ -101,7 +130,7 @@ async def create_receiving_number(body: ReceivingNumberCreate, request: Request,
         check_region(ctx, body.region)
         rn = ReceivingNumber(account_id=account_id, name=body.name, dial_sip_client=body.dial_sip_client,
                              enabled=body.enabled, ring_timeout=body.ring_timeout, send_digits=body.send_digits,
-                             region=body.region)
+                             region=body.region, nat=body.nat, **{k: getattr(body, k) for k in PBX_OPTIONS})
         rn.targets = build_targets(ctx.secrets, body.sip_targets, [])
         return rn
 
@@ -138,7 +167,7 @@ async def update_receiving_number(rn_id: str, body: ReceivingNumberUpdate, respo
     fields = body.model_fields_set
     if "region" in fields:
         check_region(ctx, body.region)
-    for name in ("name", "dial_sip_client", "enabled", "ring_timeout", "send_digits", "region"):
+    for name in ("name", "dial_sip_client", "enabled", "ring_timeout", "send_digits", "region", "nat", *PBX_OPTIONS):
         if name in fields:
             setattr(rn, name, getattr(body, name))
     if body.sip_targets is not None:

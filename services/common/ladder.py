@@ -4,6 +4,7 @@ call's decisions (routing, region, media worker, failover) as notes on Switchboa
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,3 +134,96 @@ def short(first_line: str, limit: int = 38) -> str:
         uri = rest.rsplit(" ", 1)[0]
         text = f"{method} {uri}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- the same ladder as text, for `switchboard calls ladder` (sngrep-style) ---------------
+
+GUTTER = 11  # "+123.456s " and a space
+RESET = "\x1b[0m"
+
+
+def _color(first_line: str) -> str:
+    if first_line.startswith("SIP/2.0 "):
+        code = first_line[8:9]
+        return {"1": "\x1b[33m", "2": "\x1b[32m"}.get(code, "\x1b[31m")  # 1xx yellow, 2xx green, else red
+    return "\x1b[36m"  # requests cyan
+
+
+def _center(text: str, width: int) -> str:
+    text = text if len(text) <= width else text[: max(0, width - 1)] + "…"
+    return text.center(width)
+
+
+def _arrow_label(first_line: str, limit: int) -> str:
+    """A request's method, a response's status and reason (the URI is in `calls show`)."""
+    text = first_line[8:] if first_line.startswith("SIP/2.0 ") else first_line.partition(" ")[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_text(events: list[dict[str, Any]], *, width: int = 100, color: bool = False) -> str:
+    """One column per party, an arrow per SIP message with its method or status, the
+    time since the call's first event on the left and the call's decisions in the right
+    margin. ``width`` is the terminal's: columns close up, labels and notes are cut to fit."""
+    lad = build(events)
+    if not lad.rows:
+        return ""
+    n = len(lad.columns)
+    index = {c.x: i for i, c in enumerate(lad.columns)}
+    margin = max(24, width * 2 // 5)
+    span = max(14, (width - GUTTER - margin - 2) // max(1, n - 1))
+    pos = [GUTTER + 1 + i * span for i in range(n)]
+    last = pos[-1]
+    line_width = max(width, last + 2)
+
+    def fit(s: str) -> str:
+        return s if len(s) <= line_width else s[: line_width - 1] + "…"
+
+    out: list[str] = []
+    for attr in ("label", "addr"):
+        chars = [" "] * (last + span // 2 + 1)
+        for i, col in enumerate(lad.columns):
+            text = _center(getattr(col, attr), span - 1)
+            start = max(0, pos[i] - len(text) // 2)
+            chars[start:start + len(text)] = text
+        header = "".join(chars).rstrip()
+        out.append(fit(header))
+    for row in lad.rows:
+        chars = [" "] * (last + 1)
+        for p in pos:
+            chars[p] = "|"
+        stamp = f"{row.t:+.3f}s".rjust(GUTTER - 1)
+        chars[: len(stamp)] = stamp
+        a_i, b_i = index.get(row.x1, 1), index.get(row.x2, 1)
+        note = ""
+        arrow_span: tuple[int, int] | None = None
+        if row.is_sip and a_i != b_i:
+            lo, hi = sorted((pos[a_i], pos[b_i]))
+            room = hi - lo - 1
+            label = _arrow_label(row.label, max(4, room - 6))
+            body = f" {label} ".center(room - 2, "-")[: room - 2]
+            arrow = ("<-" + body) if b_i < a_i else (body + "->")
+            chars[lo + 1:hi] = arrow[:room]
+            arrow_span = (lo + 1, hi)
+            note = row.transport
+        elif row.is_sip:  # a message to or from one of our own addresses
+            note = short(row.label)
+        else:
+            chars[pos[1]] = "*"
+            note = row.label
+        text = "".join(chars) + "  "
+        room = max(8, line_width - len(text))
+        # A decision too long for the margin goes on under itself, beside the lifelines.
+        pieces = (textwrap.wrap(note, room, break_on_hyphens=False) or [""]) if not row.is_sip else [
+            note if len(note) <= room else note[: room - 1] + "…"]
+        blank = "".join("|" if i in pos else " " for i in range(last + 1)) + "  "
+        for k, piece in enumerate(pieces):
+            line = text if k == 0 else blank
+            if not color:
+                out.append((line + piece).rstrip())
+                continue
+            if arrow_span is not None and k == 0:
+                a, b = arrow_span
+                line = line[:a] + _color(row.label) + line[a:b] + RESET + line[b:]
+            dim = "\x1b[2m" if row.is_sip else "\x1b[35m"  # transports dim, decisions magenta
+            out.append(line + (dim + piece + RESET if piece else ""))
+    return "\n".join(out)
