@@ -331,6 +331,16 @@ class MediaTimeout(EventBody):
     seconds: float
 
 
+class Lost(EventBody):
+    """The media worker freed a call whose signaling node died (no heartbeat, no media):
+    the last event of a call that nobody could end (its record says `lost`)."""
+
+    kind: Literal["lost"] = "lost"
+    node: str
+    """The signaling node that was lost."""
+    reason: str
+
+
 class MediaStatsReport(EventBody, MediaStats):
     """The worker released the call: its media stats (the MediaStats reply, less the call id)."""
 
@@ -362,6 +372,7 @@ KnownBody = (
     Received | Resolved | OriginatedRemotely | MediaFailover | MediaAllocated | Answered | Hold | MediaRefresh
     | Failed | Ended | Dialing | Challenged | AuthFailed | Ringing | RingTimeout | AttemptFailed | SendDigits
     | SendDigitsFailed | SipIn | SipOut | Dtmf | NatDetected | MediaTimeout | MediaStatsReport | Transferred
+    | Lost
 )
 """Every kind this version emits."""
 

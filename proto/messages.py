@@ -205,6 +205,9 @@ class MediaAllocate(Message):
     """The SIP client leg: SRTP when the target is sips:/TLS."""
     timeout: float | None = None
     """No-media timeout in seconds; None uses the worker's default."""
+    node_id: str | None = None
+    """The signaling node that owns the call: if its heartbeats stop (and the media too),
+    the worker frees the ports itself, since nobody will release them."""
 
 
 class MediaAllocation(Message):

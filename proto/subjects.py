@@ -156,6 +156,11 @@ def heartbeat_all() -> str:
     return "heartbeat.>"
 
 
+def heartbeats_of(service: str) -> str:
+    """Every node's heartbeat of one service, e.g. signaling watching the media workers."""
+    return f"heartbeat.{token(service)}.>"
+
+
 def region_status(code: str) -> str:
     """Published by the registry on every health change of a region (RegionStatus)."""
     return f"registry.region.{token(code)}.status"

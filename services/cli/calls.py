@@ -33,7 +33,7 @@ from services.common.pcap import SipPacket, split_hostport, write_pcap
 from services.common.reroute import NothingToRerun, reroute
 from services.common.reroute import render as render_reroute
 
-from .common import HOW_TO_POINT, add_nats_arguments, nats_source
+from .common import HOW_TO_POINT, add_nats_arguments, bus_auth, nats_source
 
 # The fields worth a glance in a timeline, per event kind.
 KEY_FIELDS = ("tracking_number", "caller", "account_id", "receiving_number_id", "status", "sip_status", "reason",
@@ -90,7 +90,8 @@ async def _has_calls_stream(bus: Bus) -> bool:
 async def _with_bus(args: argparse.Namespace, fn: Callable[[Bus], Awaitable[int]]) -> int:
     url, source = nats_source(args)
     try:
-        bus = await Bus.connect(url, "switchboard-cli", max_reconnect_attempts=1)
+        bus = await Bus.connect(url, "switchboard-cli", max_reconnect_attempts=1,
+                                auth=bus_auth(getattr(args, "data_dir", None)))
     except Exception as e:
         print(f"cannot reach NATS at {url} (from {source}): {e}\n{HOW_TO_POINT}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from services.common.bus import BusAuth
+
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 
 
@@ -43,6 +45,16 @@ def nats_url(args: argparse.Namespace) -> str:
 
 HOW_TO_POINT = ("point at the stack with --data-dir DIR (the --data-dir of `switchboard up`, or "
                 "SWITCHBOARD_DATA_DIR), or --nats-url nats://HOST:PORT (or SWITCHBOARD_NATS_URL)")
+
+
+def bus_auth(data_dir: str | None = None) -> BusAuth:
+    """SWITCHBOARD_NATS_* settings when there are any, else the credentials of the local
+    `switchboard up` (its embedded NATS refuses anonymous clients)."""
+    env = BusAuth()
+    if env.connect_options():
+        return env
+    creds = run_info(data_dir).get("nats_credentials")
+    return BusAuth.from_file(Path(creds)) if creds and Path(creds).exists() else env
 
 
 def add_nats_arguments(p: argparse.ArgumentParser) -> None:

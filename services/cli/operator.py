@@ -14,10 +14,10 @@ from typing import Any
 
 from proto import subjects
 from proto.messages import RegistryQuery, RegistryReply
-from services.common.bus import Bus
+from services.common.bus import Bus, BusAuth
 from services.common.errors import BusError
 
-from .common import run_info
+from .common import bus_auth, run_info
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 
@@ -38,8 +38,9 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=regions_command)
 
 
-async def fetch_regions(url: str, kind: str | None = None, timeout: float = 3.0) -> list[dict[str, Any]]:
-    bus = await Bus.connect(url, "switchboard-cli", connect_timeout=timeout, max_reconnect_attempts=0)
+async def fetch_regions(url: str, kind: str | None = None, timeout: float = 3.0,
+                        auth: BusAuth | None = None) -> list[dict[str, Any]]:
+    bus = await Bus.connect(url, "switchboard-cli", connect_timeout=timeout, max_reconnect_attempts=0, auth=auth)
     try:
         params = {"kind": kind} if kind else {}
         reply = await bus.request(subjects.registry_query("regions"), RegistryQuery(params=params),
@@ -77,7 +78,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
 def regions_command(args: argparse.Namespace) -> int:
     url = args.nats_url or default_nats_url(args.data_dir)
     try:
-        rows = asyncio.run(fetch_regions(url, args.kind, args.timeout))
+        rows = asyncio.run(fetch_regions(url, args.kind, args.timeout, bus_auth(args.data_dir)))
     except BusError as e:
         print(f"switchboard regions: {e} (is the registry running?)", file=sys.stderr)
         return 1

@@ -19,14 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proto import subjects
-from services.common.bus import Bus
+from services.common.bus import Bus, BusAuth
 from services.common.natsserver import NatsServer, free_port
+from services.common.procs import child_of_this_process
 
 from .certs import ensure_self_signed
 
 # Started in this order, stopped in the reverse one: signaling last up, first down, so no
 # call arrives before routing and media can answer.
 SERVICES = ("registry", "config", "media", "signaling")
+STOP_BUDGET = 12.0
+"""Seconds from Ctrl-C until every service is stopped (killed if need be)."""
+SHUTDOWN_GRACE = "5"
+"""Seconds signaling lets calls end on their own before it hangs them up (BYE)."""
 
 
 class PortTaken(Exception):
@@ -103,6 +108,9 @@ class Stack:
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.pumps: list[asyncio.Task[None]] = []
         self.admin_token = ""
+        # The embedded NATS is not open: its user and password live here (0600), and every
+        # service and CLI command of this data dir connects with them.
+        self.credentials = self.data_dir / "nats-auth.json"
 
     def preflight(self) -> None:
         a = self.args
@@ -157,6 +165,11 @@ class Stack:
             SWITCHBOARD_DATABASE_URL=a.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'switchboard.db'}",
             PYTHONUNBUFFERED="1",
         )
+        # One machine, trying it out: webhooks to a receiver on this machine are allowed.
+        env.setdefault("SWITCHBOARD_WEBHOOK_ALLOW_PRIVATE", "true")
+        env.setdefault("SWITCHBOARD_SHUTDOWN_GRACE", SHUTDOWN_GRACE)
+        if self.nats:
+            env["SWITCHBOARD_NATS_CREDENTIALS_FILE"] = str(self.credentials)
         return env
 
     async def start(self) -> None:
@@ -169,11 +182,13 @@ class Stack:
             except PortTaken:
                 port = free_port()
                 say("up", f"port {self.args.nats_port} is taken; the embedded NATS uses {port} instead")
-            self.nats = NatsServer(port=port, store_dir=self.data_dir / "nats")
+            self.nats = NatsServer(port=port, store_dir=self.data_dir / "nats", die_with_parent=True,
+                                   credentials=self.credentials)
             self.nats.start(log=self.data_dir / "nats-server.log")
             self.nats_url = self.nats.url
             say("up", f"nats-server (JetStream) on {self.nats_url}, data in {self.data_dir / 'nats'}")
-        bus = await Bus.connect(self.nats_url, "switchboard-up", max_reconnect_attempts=3)
+        auth = BusAuth.from_file(self.credentials) if self.nats else BusAuth()
+        bus = await Bus.connect(self.nats_url, "switchboard-up", max_reconnect_attempts=3, auth=auth)
         await bus.ensure_calls_stream()
         env = self.env()
         for name in SERVICES:
@@ -181,6 +196,7 @@ class Stack:
                 sys.executable, "-m", f"services.{name}",
                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+                preexec_fn=child_of_this_process(),  # and if we are killed outright, they go too
             )
             self.procs[name] = proc
             assert proc.stdout is not None
@@ -189,6 +205,7 @@ class Stack:
         await bus.close()
         (self.data_dir / "run.json").write_text(json.dumps({
             "nats_url": self.nats_url,
+            **({"nats_credentials": str(self.credentials)} if self.nats else {}),
             "api_url": f"http://{self.args.host}:{self.args.http_port}",
             "pid": os.getpid(),
             "pids": {name: p.pid for name, p in self.procs.items()}
@@ -237,18 +254,28 @@ class Stack:
         return 0
 
     async def stop(self) -> None:
-        for name in reversed(SERVICES):
+        """Signaling first (it ends its calls with BYE), then the others together; whatever
+        is still running when STOP_BUDGET is spent is killed: Ctrl-C is over in seconds,
+        even with calls up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_BUDGET
+
+        async def stop_one(name: str, until: float) -> None:
             proc = self.procs.get(name)
             if proc is None or proc.returncode is not None:
-                continue
+                return
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 15)
+                await asyncio.wait_for(proc.wait(), max(0.1, until - loop.time()))
             except TimeoutError:
-                say("up", f"{name} did not stop in 15s; killing it")
+                say("up", f"{name} did not stop in time; killing it")
                 proc.kill()
                 await proc.wait()
             say("up", f"{name} stopped")
+
+        first, *rest = reversed(SERVICES)
+        await stop_one(first, deadline - 3.0)  # leave the others a few seconds
+        await asyncio.gather(*(stop_one(name, deadline) for name in rest))
         for t in self.pumps:
             try:
                 await asyncio.wait_for(t, 2)

@@ -9,9 +9,12 @@ subscriber.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
@@ -21,7 +24,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import StorageType, StreamConfig
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from proto import subjects
@@ -55,6 +58,60 @@ class CallsStreamSettings(BaseSettings):
     """JetStream replicas (1 for one server, 3 in a cluster)."""
 
 
+class BusAuth(BaseSettings):
+    """How to authenticate to NATS, from SWITCHBOARD_NATS_* environment variables: the
+    embedded server of `switchboard up` (a credentials file it generates), or an external
+    one (user/password, token, NKey seed or JWT .creds file, TLS with a CA and a client
+    certificate). SIP passwords travel in `routing.resolve` replies: never on an open bus."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_NATS_", extra="ignore")
+
+    credentials_file: str = ""
+    """A JSON file {"user": ..., "password": ...} (mode 0600), as `switchboard up` writes."""
+    user: str = ""
+    password: str = Field(default="", repr=False)
+    token: str = Field(default="", repr=False)
+    creds: str = ""
+    """A NATS .creds file (JWT and NKey seed)."""
+    nkey_seed: str = ""
+    """A file holding an NKey seed."""
+    tls_ca: str = ""
+    """CA bundle to verify the server with; setting any tls_* turns TLS on."""
+    tls_cert: str = ""
+    tls_key: str = ""
+    """A client certificate and its key, for servers that verify clients."""
+
+    @classmethod
+    def from_file(cls, path: Path) -> BusAuth:
+        return cls(credentials_file=str(path))
+
+    def connect_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        user, password = self.user, self.password
+        if self.credentials_file:
+            data = json.loads(Path(self.credentials_file).read_text())
+            user, password = str(data["user"]), str(data["password"])
+        if user:
+            opts.update(user=user, password=password)
+        if self.token:
+            opts["token"] = self.token
+        if self.creds:
+            opts["user_credentials"] = self.creds
+        if self.nkey_seed:
+            opts["nkeys_seed"] = self.nkey_seed
+        if self.tls_ca or self.tls_cert:
+            ctx = ssl.create_default_context(cafile=self.tls_ca or None)
+            if self.tls_cert:
+                ctx.load_cert_chain(self.tls_cert, self.tls_key or None)
+            opts["tls"] = ctx
+        return opts
+
+
+def servers_of(url: str) -> list[str]:
+    """`nats://a:4222,nats://b:4222`: the servers of a cluster, tried in turn."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 def encode(msg: BaseModel) -> bytes:
     return msg.model_dump_json().encode()
 
@@ -78,6 +135,7 @@ class Bus:
         connect_timeout: float = 2.0,
         max_reconnect_attempts: int = -1,
         on_state: Callable[[str], Awaitable[None]] | None = None,
+        auth: BusAuth | None = None,
     ) -> Bus:
         closing_flag = [False]
 
@@ -101,9 +159,7 @@ class Bus:
         if max_reconnect_attempts == 0:
             max_reconnect_attempts = 1
         nc = await nats.connect(
-            # "nats://a:4222,nats://b:4222": every server of a cluster, so a first connect
-            # works while one of them is down (the cluster then gossips the rest).
-            [u.strip() for u in url.split(",") if u.strip()],
+            servers_of(url),  # every server of a cluster: a first connect works with one down
             name=name,
             connect_timeout=connect_timeout,
             max_reconnect_attempts=max_reconnect_attempts,
@@ -112,6 +168,7 @@ class Bus:
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            **(auth if auth is not None else BusAuth()).connect_options(),
         )
         bus = cls(nc, name)
         bus._closing = closing_flag
@@ -153,6 +210,29 @@ class Bus:
 
     async def publish(self, subject: str, msg: BaseModel) -> None:
         await self.nc.publish(subject, encode(msg))
+
+    async def calls_stream_exists(self, timeout: float = 1.0) -> bool:
+        """Whether the CALLS stream exists (False only when JetStream says it does not)."""
+        try:
+            await self.nc.jetstream().stream_info(subjects.CALLS_STREAM)
+            return True
+        except nats.js.errors.NotFoundError:
+            return False
+        except Exception:
+            return True  # cannot tell now: assume it does, the acknowledgement will tell
+
+    async def publish_acked(self, subject: str, msg: BaseModel, msg_id: str, timeout: float = 2.0) -> bool:
+        """Publish and wait for JetStream's acknowledgement: True once a stream stored it,
+        False when no stream takes the subject (core subscribers still got it). Raises on
+        a timeout or a lost connection (a stream leader being elected, NATS away): then
+        the caller keeps the message and tries again; ``msg_id`` (Nats-Msg-Id) makes the
+        stream drop the copy of one that was stored but whose ack was lost."""
+        try:
+            await self.nc.jetstream().publish(subject, encode(msg), timeout=timeout,
+                                              headers={"Nats-Msg-Id": msg_id})
+            return True
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            return False
 
     async def subscribe(
         self,

@@ -21,6 +21,7 @@ from .api.app import create_app
 from .api.common import purge_idempotency
 from .api.context import AppContext
 from .db.engine import make_engine, migrate, sessionmaker
+from .reaper import RecordReaper
 from .records import CallRecorder
 from .resolver import Resolver
 from .secrets import SecretBox, reseal
@@ -51,6 +52,7 @@ class Config(Component[ConfigSettings]):
         self.ctx: AppContext | None = None
         self.recorder: CallRecorder | None = None
         self.dispatcher: WebhookDispatcher | None = None
+        self.reaper: RecordReaper | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -95,7 +97,8 @@ class Config(Component[ConfigSettings]):
             self.dispatcher = WebhookDispatcher(
                 sm, secrets, node=s.node_id, timeout=s.webhook_timeout, backoff_base=s.webhook_backoff_base,
                 backoff_cap=s.webhook_backoff_cap, retry_window=s.webhook_retry_window,
-                poll_interval=s.webhook_poll_interval, per_endpoint=s.webhook_concurrency)
+                poll_interval=s.webhook_poll_interval, per_endpoint=s.webhook_concurrency,
+                allow_private=s.webhook_allow_private)
             self.ctx.on_webhooks_queued = self.dispatcher.wake
             await self.dispatcher.start()
         if s.call_records:
@@ -103,6 +106,9 @@ class Config(Component[ConfigSettings]):
             self.recorder = CallRecorder(self.bus, sm, durable=s.call_records_durable, ack_wait=s.call_records_ack_wait,
                                          on_commit=self.dispatcher.wake if self.dispatcher else None)
             await self.recorder.start()
+            self.reaper = RecordReaper(self.bus, sm, lost_after=s.record_lost_after, interval=s.record_reaper_interval,
+                                       on_commit=self.dispatcher.wake if self.dispatcher else None)
+            await self.reaper.start()
 
     async def _purge_loop(self, sm: Any) -> None:
         while True:
@@ -133,6 +139,8 @@ class Config(Component[ConfigSettings]):
         await self.drain()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self.reaper is not None:
+            await self.reaper.stop()
         if self.recorder is not None:
             await self.recorder.stop()
         if self.dispatcher is not None:

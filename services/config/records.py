@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -43,12 +44,12 @@ from proto import events, subjects
 from proto.messages import CallEvent, MediaStats
 from services.common.bus import Bus
 
-from .db.models import CallRecord
+from .db.models import CallRecord, TrackingNumber
 from .webhooks import enqueue_for_record
 
 log = logging.getLogger("switchboard.config.records")
 
-RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
+RESULTS = ("completed", "busy", "no-answer", "failed", "canceled", "lost")
 
 CALL_RECORDS = Counter("switchboard_call_records_total", "Calls recorded as ended, by result", ["result"])
 CALL_FAILURES = Counter("switchboard_call_failures_total",
@@ -238,6 +239,14 @@ def _ended(body: events.Ended, rec: CallRecord, ev: CallEvent) -> None:
         _media_summary(rec, body.media, with_call_id=True)
 
 
+@_fold.register
+def _lost(body: events.Lost, rec: CallRecord, ev: CallEvent) -> None:
+    """The media worker freed a call whose signaling node died: nobody else will end it."""
+    if rec.final_kind is not None:
+        return  # the node said how the call ended before it died
+    _final(rec, ev, "ended", result="lost", reason=body.reason, by="switchboard", duration=None)
+
+
 def _final(rec: CallRecord, ev: CallEvent, kind: str, *, result: str, reason: str, duration: float | None,
            sip_status: int | None = None, by: str | None = None) -> None:
     rec.final_kind = kind
@@ -308,6 +317,16 @@ def attempts(rec: CallRecord) -> list[dict[str, Any]]:
 # --- the consumer ----------------------------------------------------------------------
 
 
+async def _owner_of_number(session: AsyncSession, rec: CallRecord) -> None:
+    """A call refused before routing for want of capacity (503: rate limit, overload, NATS
+    away) never learnt its account: the tracking number dialled tells it, so the customer
+    sees the refusal. (A stranger's INVITE, 403, stays nobody's.)"""
+    row = (await session.execute(select(TrackingNumber.account_id, TrackingNumber.receiving_number_id)
+                                 .where(TrackingNumber.number == rec.tracking_number))).first()
+    if row is not None:
+        rec.account_id, rec.receiving_number_id = row.account_id, row.receiving_number_id
+
+
 async def apply_call_events(session: AsyncSession, call_id: str, events: list[CallEvent]) -> tuple[CallRecord, int]:
     """Apply events of one call in the session (not committed). Returns the record and how
     many events changed it."""
@@ -324,6 +343,8 @@ async def apply_call_events(session: AsyncSession, call_id: str, events: list[Ca
             # A malformed payload must not hold the call's other events back forever.
             log.warning("call %s: event %s seq %d not applied: %s", call_id, ev.kind, ev.seq, e,
                         extra={"call_id": call_id})
+    if rec.account_id is None and rec.tracking_number and rec.result and rec.sip_status == 503:
+        await _owner_of_number(session, rec)
     if created:
         session.add(rec)
     if changed:

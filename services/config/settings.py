@@ -36,6 +36,14 @@ class ConfigSettings(CommonSettings):
     resolver_full_reload: float = 60.0
     """Seconds between full reloads of the resolver's view (a safety net for lost events)."""
     idempotency_ttl: float = 24 * 3600.0
+    record_lost_after: float = 60.0
+    """Seconds without a heartbeat from a call's signaling node before its open record is
+    closed as `lost` (the node was killed, or its NATS never came back)."""
+    record_reaper_interval: float = 10.0
+    webhook_allow_private: bool = False
+    """Allow webhook URLs on loopback, private and link-local addresses (tests, `up`)."""
+    max_body_bytes: int = 1 << 20
+    """Larger request bodies are refused with 413 before they are parsed."""
     migrate_on_start: bool = True
 
     # --- call records and status webhooks

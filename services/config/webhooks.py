@@ -38,6 +38,7 @@ from sqlalchemy.orm import aliased
 from services.common.tasks import cancel_and_wait
 
 from .db.models import CallRecord, Webhook, WebhookDelivery
+from .netguard import delivery_refusal
 from .secrets import SecretBox
 
 log = logging.getLogger("switchboard.config.webhooks")
@@ -173,8 +174,9 @@ class WebhookDispatcher:
     def __init__(self, sm: async_sessionmaker, box: SecretBox, *, node: str = "config",  # type: ignore[type-arg]
                  timeout: float = 10.0, backoff_base: float = 10.0, backoff_cap: float = 3600.0,
                  retry_window: float = 24 * 3600.0, poll_interval: float = 1.0, per_endpoint: int = 4,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, allow_private: bool = False) -> None:
         self.sm = sm
+        self.allow_private = allow_private
         self.box = box
         self.node = node
         self.timeout = timeout
@@ -291,6 +293,9 @@ class WebhookDispatcher:
         code: int | None = None
         error: str | None = None
         try:
+            refused = None if self.allow_private else await delivery_refusal(hook.url)
+            if refused is not None:
+                raise httpx.ConnectError(f"refused: {refused}")
             r = await self._client.post(hook.url, content=body, headers=headers)
             code = r.status_code
             outcome = "success" if 200 <= code < 300 else "http_error"

@@ -18,7 +18,7 @@ from typing import Any
 from nats.aio.subscription import Subscription
 
 from proto import subjects
-from proto.events import CallEventBody, MediaStatsReport
+from proto.events import CallEventBody, Lost, MediaStatsReport
 from proto.messages import (
     Ack,
     Heartbeat,
@@ -34,6 +34,7 @@ from proto.messages import (
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
 from services.common.hep import PROTO_RTCP_JSON, HepSender
+from services.common.liveness import Liveness
 from services.common.service import Component, run
 
 from . import metrics
@@ -81,6 +82,11 @@ class Media(Component[MediaSettings]):
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._released: dict[str, MediaStats] = {}
+        """Stats of the calls released lately: a release repeated because its answer was
+        lost (a NATS server died on the way) gets the same answer, not "unknown call"."""
+        self.owners = Liveness(settings.signaling_lost_after)
+        """The signaling nodes of our calls, from their heartbeats."""
 
     @property
     def worker_id(self) -> str:
@@ -106,6 +112,10 @@ class Media(Component[MediaSettings]):
         self._allocate_sub = await self.bus.subscribe(
             subjects.media_allocate(s.region), self.on_allocate, MediaAllocate,
             queue=subjects.media_queue(s.region))
+        await self.events.start()
+        self.owners.reset(asyncio.get_running_loop().time())
+        self._subs.append(await self.bus.subscribe(subjects.heartbeats_of("signaling"), self._signaling_heartbeat,
+                                                   Heartbeat, concurrent=False))
         await self.bus.nc.flush()
         self._ticker = asyncio.create_task(self._tick())
         relay = self.relay
@@ -136,6 +146,7 @@ class Media(Component[MediaSettings]):
                           correlation_id=call_id, proto_type=PROTO_RTCP_JSON)
 
     async def stop(self) -> None:
+        self.events.stop()
         if self.hep is not None:
             self.hep.close()
         if self._ticker is not None:
@@ -166,8 +177,37 @@ class Media(Component[MediaSettings]):
             try:
                 assert self.relay is not None
                 self.relay.tick()
+                self._free_orphans()
             except Exception:
                 log.exception("media tick failed")
+
+    async def _signaling_heartbeat(self, hb: Heartbeat) -> None:
+        self.owners.seen(hb.node_id, asyncio.get_running_loop().time(), hb.interval)
+
+    def _free_orphans(self) -> None:
+        """A call whose signaling node died is never released by it: free its ports here
+        (and say so in the call's history), instead of holding them for ever."""
+        assert self.relay is not None
+        if not self.bus.connected:
+            self.owners.reset(asyncio.get_running_loop().time())  # our outage says nothing of theirs
+            return
+        s = self.settings
+        for call, node_lost in self.relay.orphans(self.owners.overdue, s.orphan_idle, s.signaling_lost_after):
+            node = call.owner or ""
+            if node_lost:
+                log.warning("signaling node %s lost: freeing the ports of its call", node,
+                            extra={"call_id": call.call_id})
+            else:
+                log.warning("no release after the media timeout: freeing the ports", extra={"call_id": call.call_id})
+            self.relay.release(call)
+            metrics.CALLS_RELEASED.inc()
+            self._spawn(self._report_freed(call, node if node_lost else None))
+
+    async def _report_freed(self, call: Call, lost_node: str | None) -> None:
+        await self.events.emit(call.call_id, MediaStatsReport.of(call.stats(self.worker_id)))
+        if lost_node is not None:
+            await self.events.emit(call.call_id, Lost(node=lost_node, reason=f"signaling node {lost_node} lost"))
+        self.events.forget(call.call_id)
 
     def _emit(self, call_id: str, body: CallEventBody) -> None:
         self._spawn(self.events.emit(call_id, body))
@@ -202,6 +242,7 @@ class Media(Component[MediaSettings]):
         except PoolExhausted:
             metrics.ALLOCATIONS_REFUSED.labels("ports exhausted").inc()
             raise
+        call.owner = req.node_id
         return MediaAllocation(call_id=req.call_id, worker_id=self.worker_id, region=self.settings.region,
                                a=self._leg_info(call.a), b=self._leg_info(call.b))
 
@@ -232,10 +273,16 @@ class Media(Component[MediaSettings]):
         return Ack()
 
     async def on_release(self, req: MediaRelease) -> MediaStats:
+        assert self.relay is not None
+        if req.call_id not in self.relay.calls and req.call_id in self._released:
+            return self._released[req.call_id]
         call = self._call(req.call_id)
         assert self.relay is not None
         self.relay.release(call)
         stats = call.stats(self.worker_id)
+        self._released[call.call_id] = stats
+        while len(self._released) > 1000:  # the oldest go first (dicts keep insertion order)
+            self._released.pop(next(iter(self._released)))
         metrics.CALLS_RELEASED.inc()
         for name, leg in (("a", stats.a), ("b", stats.b)):
             metrics.PACKETS.labels(name, "in").inc(leg.packets_in)

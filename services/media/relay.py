@@ -181,7 +181,10 @@ class Call:
         self.wall_created = time.time()
         self.active_since: float | None = None
         self.timed_out = False
+        self.timed_out_at: float | None = None
         self.closed = False
+        self.owner: str | None = None
+        """The signaling node that owns the call (MediaAllocate.node_id)."""
         self.tasks: set[asyncio.Task[None]] = set()
 
     def leg(self, name: str) -> Leg:
@@ -337,9 +340,31 @@ class Relay:
             if now - last > call.timeout:
                 if not call.timed_out:
                     call.timed_out = True
+                    call.timed_out_at = now
                     self.emit(call.call_id, MediaTimeout(seconds=round(now - last, 1)))
             else:
                 call.timed_out = False
+                call.timed_out_at = None
+
+    def orphans(self, lost: Callable[[str, float], float], idle: float,
+                grace: float) -> list[tuple[Call, bool]]:
+        """Calls nobody will release, with whether their node is lost: those whose
+        signaling node is lost (``lost(node, now)``: seconds past its deadline, > 0) and
+        that carried no RTP for ``idle`` seconds, or whose node has been lost for ``grace``
+        more seconds whatever the media does; and those whose no-media timeout fired
+        ``grace`` seconds ago without a release (it was lost with the bus, or the call)."""
+        now = self.loop.time()
+        out = []
+        for call in self.calls.values():
+            if call.timed_out_at is not None and now - call.timed_out_at >= grace:
+                out.append((call, False))
+                continue
+            if call.owner is None or (overdue := lost(call.owner, now)) <= 0:
+                continue
+            last = max(call.a.last_rx, call.b.last_rx, call.created)
+            if now - last >= idle or overdue >= grace:
+                out.append((call, True))
+        return out
 
     def _flush_digits(self, call: Call, leg: Leg) -> None:
         for d in leg.detector.flush():

@@ -21,6 +21,11 @@ class MediaSettings(CommonSettings):
     """Seconds without a packet on an answered, not-on-hold call before `media_timeout`; 0 disables."""
     quarantine: float = 10.0
     """Seconds a released port pair stays unused, so late packets of the old call die there."""
+    signaling_lost_after: float = 20.0
+    """Seconds without a heartbeat from a call's signaling node before it counts as lost."""
+    orphan_idle: float = 10.0
+    """A lost node's call is freed once no RTP came for this long, or at the latest
+    `signaling_lost_after` later (nobody is left to send the release)."""
     socket_buffer: int = 1 << 18
     """SO_RCVBUF/SO_SNDBUF per socket, so a burst is not dropped by the kernel."""
 

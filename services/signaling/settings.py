@@ -39,6 +39,9 @@ class SignalingSettings(CommonSettings):
     max_call_duration: float = 4 * 3600.0
     """Seconds; a longer call is ended with BYE both ways. 0 means no limit."""
     bus_timeout: float = 2.0
+    media_lost_after: float = 3.0
+    """Seconds without a heartbeat from the media worker of a call before the call is
+    ended (BYE to both legs, "media worker lost"); at least 3 of the worker's intervals."""
     trunk_cache: float = 5.0
     """Seconds a carrier-trunk check is reused for the same source address."""
     carrier_nat: Literal["auto", "off"] = "auto"

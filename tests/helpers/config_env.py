@@ -46,6 +46,7 @@ async def pg_admin(url: str, sql: str) -> None:
 
 
 def settings(tmp_path: Path, db_url: str, **kw: Any) -> ConfigSettings:
+    kw.setdefault("webhook_allow_private", True)  # the tests' receivers listen on loopback
     return ConfigSettings(database_url=db_url, admin_token=ADMIN, data_dir=tmp_path / "data",
                           secret_key=kw.pop("secret_key", generate_key_spec("t1")), **kw)
 

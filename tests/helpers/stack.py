@@ -168,9 +168,12 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
                         media_regions: tuple[str, ...] = ("us1",), ring_t1: float = 0.1,
                         local_mode: bool = True, signaling: dict[str, Any] | None = None,
                         other_signaling_regions: tuple[str, ...] = (),
-                        media: dict[str, Any] | None = None) -> AsyncIterator[Stack]:
-    nats = NatsServer(store_dir=tmp_path / "nats")
-    nats.start()
+                        media: dict[str, Any] | None = None,
+                        nats: Any = None) -> AsyncIterator[Stack]:
+    """``nats``: a started server or cluster (``url``, ``stop()``) instead of a new one."""
+    if nats is None:
+        nats = NatsServer(store_dir=tmp_path / "nats")
+        nats.start()
     bus = await Bus.connect(nats.url, "test-stack")
     await bus.ensure_calls_stream()
     stack = Stack(nats=nats, bus=bus, api="", sip_port=sip_free_port(), sip_tls_port=sip_free_port(), data_dir=tmp_path)
@@ -184,6 +187,7 @@ async def running_stack(tmp_path: Path, *, tls_cert: tuple[str, str] | None = No
     try:
         await start_service(stack, "registry", "registry", warmup=0.0, local_mode=local_mode)
         await start_service(stack, "config", "config", http_port=http_port, admin_token=ADMIN,
+                            webhook_allow_private=True,
                             database_url=f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
         base_port = 21000
         for i, region in enumerate(media_regions):

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from ..console import mount as mount_console
 from . import problems
 from .context import AppContext
+from .limits import BodyLimit
 from .routes import accounts, calls, health, receiving_numbers, registry, tracking_numbers, webhooks
 
 DESCRIPTION = """Provision Switchboard: accounts, API keys, receiving numbers (SIP client
@@ -53,4 +54,6 @@ def create_app(ctx: AppContext) -> FastAPI:
                 API_REQUESTS.labels(request.method, route, str(status)).inc()
                 API_SECONDS.labels(route).observe(time.perf_counter() - started)
 
+    # create_app(None) makes the OpenAPI document alone: no settings, the default limit.
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes if ctx is not None else 1 << 20)
     return app

@@ -57,7 +57,8 @@ class Principal:
         an unknown account), or the one the admin names."""
         if self.account_id is not None:
             if requested not in (None, self.account_id):
-                raise InvalidInput.field("account_id", "unknown account")
+                # Another account is as unknown as one that does not exist: 404 for both.
+                raise NotFound(f"no account {requested}")
             return self.account_id
         if requested is None:
             raise InvalidInput.field("account_id", "required with an admin key")

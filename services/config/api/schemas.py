@@ -355,7 +355,7 @@ def _utc(v: Any) -> Any:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
-CallResult = Literal["completed", "busy", "no-answer", "failed", "canceled"]
+CallResult = Literal["completed", "busy", "no-answer", "failed", "canceled", "lost"]
 
 
 class CallAttempt(BaseModel):

@@ -60,7 +60,7 @@ DONE = {
     "account": "Account selected.",
 }
 WEBHOOK_EVENTS = ("initiated", "ringing", "answered", "completed", "dtmf", "transferred")
-CALL_RESULTS = ("completed", "busy", "no-answer", "failed", "canceled")
+CALL_RESULTS = ("completed", "busy", "no-answer", "failed", "canceled", "lost")
 ALLOWLIST_FILES = {"json": "switchboard-allowlist.json", "csv": "switchboard-allowlist.csv",
                    "nftables": "switchboard-allowlist.nft", "iptables": "switchboard-allowlist.iptables"}
 
@@ -452,7 +452,8 @@ async def tracking_update(request: Request, tn_id: str) -> Response:
         try:
             await a.patch(f"/v1/tracking-numbers/{seg(tn_id)}", {"receiving_number_id": form.get("receiving_number_id")})
         except ApiProblem as p:
-            if p.status not in (409, 422):
+            # A 404 naming a field is the receiving number posted (another account's), not the page's.
+            if p.status not in (409, 422) and not (p.status == 404 and p.by_field()):
                 raise
             return redirect("/numbers/tracking?error=tn-refused")
     return redirect("/numbers/tracking?done=tn-saved")

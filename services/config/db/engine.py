@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def make_engine(url: str, *, null_pool: bool = False, **kw: Any) -> AsyncEngine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(u.database))
         kw.setdefault("connect_args", {}).setdefault("timeout", 15)
     if null_pool:
         kw["poolclass"] = NullPool
@@ -42,6 +43,14 @@ def make_engine(url: str, *, null_pool: bool = False, **kw: Any) -> AsyncEngine:
             cur.close()
 
     return engine
+
+
+def private_file(path: Path) -> None:
+    """The database holds the sealed secrets and the API key hashes: readable by this user
+    only (0600), created so before SQLite opens it (its -wal and -shm files copy the mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    path.chmod(0o600)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

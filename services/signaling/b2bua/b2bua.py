@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proto import subjects
-from proto.events import Failed, SipIn, SipOut
-from proto.messages import CallEvent
+from proto.events import Failed, Received, SipIn, SipOut
+from proto.messages import CallEvent, Heartbeat
 from services.common.bus import Bus
 from services.common.events import CallEventPublisher
 from services.common.hep import HepSender
+from services.common.liveness import Liveness
 from services.common.looplag import LoopLag
 
 from .. import metrics
@@ -33,6 +34,7 @@ from .call import Call
 from .context import DialogOwner, LegContext
 from .deadlines import Deadlines
 from .helpers import ALLOW, SDP
+from .numbers import NotANumber, caller_of, tracking_number
 from .remote import OriginateServer
 
 if TYPE_CHECKING:
@@ -43,6 +45,37 @@ log = logging.getLogger("switchboard.signaling")
 RETRY_AFTER = 30
 REFUSED_LOG_EVERY = 1.0
 REFUSED_KEPT = 32.0  # Timer H with the default T1 (§17.2.1)
+
+
+SUPPORTED = "timer"
+"""The extensions we honour as a UAS: session timers (RFC 4028)."""
+
+
+def uas_refusal(req: Request) -> tuple[int, list[tuple[str, str]]] | None:
+    """The checks of RFC 3261 §8.2.2 before a request is processed: a Request-URI scheme we
+    do not serve is 416 (§8.2.2.1; RFC 4475 unkscm, novelsc), a Require naming an
+    extension we do not support is 420 with Unsupported listing it (§8.2.2.3; bext01)."""
+    scheme = req.uri.split(":", 1)[0].strip().lower()
+    if scheme not in ("sip", "sips", "tel"):
+        return 416, []
+    supported = {t.strip().lower() for t in SUPPORTED.split(",")}
+    # Option tags are tokens (§25.1): the raw lines split on commas, whatever else they hold.
+    required = [t.strip() for v in req.headers.get_all("Require") for t in v.split(",") if t.strip()]
+    unsupported = [t for t in required if t.lower() not in supported]
+    if unsupported and req.method != "CANCEL":  # §9.2: a CANCEL never carries Require
+        return 420, [("Unsupported", ", ".join(unsupported))]
+    return None
+
+
+def received(incoming: IncomingRequest) -> Received:
+    inv, source = incoming.request, incoming.source
+    caller, caller_name = caller_of(inv)
+    try:
+        number: str | None = tracking_number(inv)
+    except NotANumber:
+        number = None
+    return Received(tracking_number=number, caller=caller, caller_name=caller_name,
+                    source=f"{source.host}:{source.port}", transport=source.transport, sip_call_id=inv.call_id)
 
 
 class TokenBucket:
@@ -78,7 +111,7 @@ class B2BUA:
         self.bus = bus
         self.settings = settings
         self.backends = Backends(bus, timeout=settings.bus_timeout, local_mode=settings.local_mode,
-                                 trunk_cache=settings.trunk_cache)
+                                 trunk_cache=settings.trunk_cache, node_id=settings.node_id)
         self.events = CallEventPublisher(bus, "signaling", settings.region, settings.node_id)
         self.endpoint = SipEndpoint(
             on_request=self.on_request,
@@ -109,6 +142,7 @@ class B2BUA:
         self.listening: list[Addr] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self.media_alive = Liveness(settings.media_lost_after)
         self.hep = (HepSender(settings.hep_address, capture_id=settings.hep_capture_id, node_name=settings.node_id)
                     if settings.hep_address else None)
 
@@ -123,6 +157,10 @@ class B2BUA:
             tls = ServerTlsConfig(cert_file=s.tls_cert, key_file=s.tls_key)
             self.listening.append(await self.endpoint.listen("tls", s.sip_host, s.sip_tls_port, tls=tls))
         await self.bus.subscribe(subjects.call_events_of_kind("media_timeout"), self._media_timeout, CallEvent)
+        await self.events.start()
+        self.media_alive.reset(asyncio.get_running_loop().time())
+        await self.bus.subscribe(subjects.heartbeats_of("media"), self._media_heartbeat, Heartbeat, concurrent=False)
+        self._spawn(self._watch_media())
         metrics.CALLS_IN_PROGRESS.set_function(lambda: len(self.calls))
         self.originate = OriginateServer(self.context, self._accepts)
         await self.originate.start()
@@ -135,6 +173,7 @@ class B2BUA:
     async def stop(self) -> None:
         await asyncio.gather(*(call.hang_up("node shutting down", by="switchboard", cause=503)
                                for call in list(self.calls.values())), return_exceptions=True)
+        self.events.stop()
         for t in list(self._tasks):
             t.cancel()
         self.deadlines.close()
@@ -243,11 +282,16 @@ class B2BUA:
         if route is not None and route.owner is not None and (req.to.tag is not None or req.method == "ACK"):
             await route.owner.on_request(incoming)
             return
+        if req.method != "ACK" and (refusal := uas_refusal(req)) is not None:
+            incoming.respond(refusal[0], headers=refusal[1])
+            return
         if req.method == "INVITE" and req.to.tag is None:
             await self._new_call(incoming)
             return
         if req.method == "OPTIONS":
-            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP)])
+            # §11.2: what we support, as an INVITE would learn it.
+            incoming.respond(200, headers=[("Allow", ALLOW), ("Accept", SDP), ("Supported", SUPPORTED),
+                                           ("Accept-Language", "en")])
             return
         if req.method == "ACK":
             return
@@ -279,6 +323,32 @@ class B2BUA:
                 self._setup_over()
             self.forget(call)
 
+    async def _from_trunk(self, source: str) -> bool:
+        try:
+            return await self.backends.is_trunk(source)  # kept a few seconds per address
+        except Exception:
+            return False
+
+    async def _media_heartbeat(self, hb: Heartbeat) -> None:
+        self.media_alive.seen(hb.node_id, asyncio.get_running_loop().time(), hb.interval)
+
+    async def _watch_media(self) -> None:
+        """End the calls whose media worker stopped heartbeating (killed, host gone): BYE
+        to both legs with a Reason instead of dead air until the carrier gives up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.25)
+            now = loop.time()
+            if not self.bus.connected:
+                self.media_alive.reset(now)  # our outage, not theirs
+                continue
+            for call in list(self.calls.values()):
+                a = call.allocation
+                if a is not None and not call.media_lost and self.media_alive.lost(a.worker_id, now):
+                    log.warning("media worker %s lost: ending the call", a.worker_id, extra={"call_id": call.id})
+                    call.media_lost = True
+                    self._spawn(call.hang_up(f"media worker {a.worker_id} lost", by="switchboard", cause=503))
+
     def _setup_over(self) -> None:
         self.in_setup -= 1
 
@@ -295,6 +365,10 @@ class B2BUA:
                             self._overload_refused, self.loop_lag.lag * 1000, self.in_setup, len(self.calls))
                 self._overload_refused, self._overload_logged = 0, now
             return
+        # The number dialled, so the refusal lands in that account's call records; only
+        # from a carrier trunk: a stranger's INVITEs are nobody's calls.
+        if await self._from_trunk(incoming.source.host):
+            await self.events.emit(route.call_id, received(incoming))
         await self.events.emit(route.call_id, Failed(sip_status=refusal.status, reason=refusal.reason, result="failed"))
         self.events.forget(route.call_id)
 

@@ -5,6 +5,7 @@ call code reads as the flow it is."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -38,8 +39,9 @@ RETRY_AFTER = 30
 
 class Backends:
     def __init__(self, bus: Bus, *, timeout: float = 2.0, local_mode: bool = False,
-                 trunk_cache: float = 5.0) -> None:
+                 trunk_cache: float = 5.0, node_id: str | None = None) -> None:
         self.bus = bus
+        self.node_id = node_id
         self.timeout = timeout
         self.local_mode = local_mode
         self.trunk_cache = trunk_cache
@@ -91,7 +93,8 @@ class Backends:
     async def allocate(self, region: str, call_id: str, b_secure: bool) -> MediaAllocation:
         try:
             return await self.bus.request(subjects.media_allocate(region),
-                                          MediaAllocate(call_id=call_id, region=region, b_secure=b_secure),
+                                          MediaAllocate(call_id=call_id, region=region, b_secure=b_secure,
+                                                        node_id=self.node_id),
                                           MediaAllocation, timeout=self.timeout)
         except RemoteError as e:
             raise CallSetupError(503, f"media in {region}: {e.error}", retry_after=RETRY_AFTER) from e
@@ -120,10 +123,19 @@ class Backends:
         await self.bus.request(subjects.media_worker(worker_id, "dtmf"), req, Ack, timeout=self.timeout)
 
     async def release(self, worker_id: str, call_id: str, reason: str) -> MediaStats | None:
-        try:
-            return await self.bus.request(subjects.media_worker(worker_id, "release"),
-                                          MediaRelease(call_id=call_id, reason=reason), MediaStats,
-                                          timeout=self.timeout)
-        except BusError as e:
-            log.warning("media release failed: %s", e, extra={"call_id": call_id})
-            return None
+        for attempt in range(3):
+            try:
+                return await self.bus.request(subjects.media_worker(worker_id, "release"),
+                                              MediaRelease(call_id=call_id, reason=reason), MediaStats,
+                                              timeout=self.timeout)
+            except (BusTimeout, NoResponders) as e:
+                # Lost on the way (a NATS server of the cluster died, the bus reconnects):
+                # the worker holds the ports until it is told, so tell it again.
+                if attempt == 2:
+                    log.warning("media release failed: %s", e, extra={"call_id": call_id})
+                    return None
+                await asyncio.sleep(0.5)
+            except BusError as e:
+                log.warning("media release failed: %s", e, extra={"call_id": call_id})
+                return None
+        return None

@@ -102,6 +102,7 @@ class Call(Runner[Input, Do]):
         self.answered_at: float | None = None
         self.decision: RoutingDecision | None = None
         self.allocation: MediaAllocation | None = None
+        self.media_lost = False  # its worker stopped heartbeating: nothing to release there
         self.carrier_offer: SessionDescription | None = None
         self._nat_reported = False
         self.local_sdp: SessionDescription | None = None  # what we sent the carrier
@@ -557,7 +558,7 @@ class Call(Runner[Input, Do]):
         m = self.machine
         reason, by = m.end
         stats = None
-        if self.allocation is not None:
+        if self.allocation is not None and not self.media_lost:
             stats = await self.backends.release(self.allocation.worker_id, self.id, reason or "normal")
         if m.answered:
             ended_at = time.time()

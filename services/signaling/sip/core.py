@@ -520,6 +520,11 @@ class UACore:
         if self.user_agent and "Server" not in response.headers:
             response.headers.add("Server", self.user_agent)
         incoming.responses.append(response)
+        if tx.state is State.TERMINATED:
+            # The transaction already ended under us (its transport failed, §17.2.4: a TCP
+            # peer that closed): nothing can carry this response any more.
+            log.debug("response %d not sent: its transaction is over", response.status)
+            return response, []
         actions = self.layer.respond(tx, response, now)
         if response.status > 100 and (incoming.dialog is None or incoming.method == "INVITE"):
             dialog = self.dialogs.uas_response(incoming.request, response, now, context=tx)
@@ -595,10 +600,46 @@ class UACore:
                     self.stats["malformed_answered"] += 1
                     return [Transmit(response, dest)]
             except (SipParseError, ValueError):
-                pass
+                try:
+                    lenient = self._lenient_answer(exc, source)
+                except (SipParseError, ValueError):
+                    lenient = None
+                if lenient is not None:
+                    self.stats["malformed_answered"] += 1
+                    return [lenient]
         self.stats["malformed_dropped"] += 1
         log.debug("dropped malformed message from %s: %s", source, exc.reason)
         return []
+
+    def _lenient_answer(self, exc: SipParseError, source: Addr) -> Transmit | None:
+        """RFC 4475 §3.1.2.1, §3.1.2.4, §3.3.1: a request with a usable top Via is answered
+        even when other headers are broken or missing (badinv01, scalar02, insuf): the Via
+        with its empty parameters dropped, and From, To, Call-ID and CSeq as they came."""
+        headers = Headers(exc.headers or ())
+        cseq = headers.get("CSeq") or ""
+        if "ACK" in cseq.upper().split():
+            return None  # an ACK is never answered (§17.1.1.3)
+        vias = headers.get_all("Via")  # raw lines: the list itself may be what is broken
+        if not vias:
+            return None
+        sent_by, *params = vias[0].split(",")[0].split(";")
+        try:
+            via = Via.parse(";".join([sent_by.strip(), *(p.strip() for p in params if p.strip())]))
+        except (SipParseError, ValueError):
+            return None
+        via.stamp(source.host, source.port)
+        out = Headers()
+        out.add("Via", str(via))
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            value = headers.get(name)
+            if value is not None:
+                out.add(name, value)
+        response = Response(exc.status, exc.reason[:100], out)
+        dest = source
+        if not (source.is_stream or via.rport_requested):
+            host, port = via.response_address(5060)
+            dest = Addr("udp", host, port)
+        return Transmit(response, dest)
 
     # -- timers
 

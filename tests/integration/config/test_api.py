@@ -132,11 +132,12 @@ async def test_another_accounts_objects_are_404(env: Env) -> None:
     # Not in B's lists either, and B cannot point a number at A's receiving number.
     assert (await env.client.get("/v1/receiving-numbers", headers=hb)).json()["items"] == []
     assert (await env.client.get("/v1/tracking-numbers?number=%2B15551230001", headers=hb)).json()["items"] == []
+    # Issue 14 item 9: a reference to another account's object is 404, as the object is.
     r = await env.client.post("/v1/tracking-numbers", json={"number": "+15551230002", "receiving_number_id": rn["id"]},
                               headers=hb)
-    assert_problem(r, 422, "receiving_number_id", "no receiving number")
+    assert_problem(r, 404, "receiving_number_id", "no such receiving number")
     r = await env.client.post("/v1/receiving-numbers", json=rn_body(account_id=acc_a), headers=hb)
-    assert_problem(r, 422, "account_id", "unknown account")
+    assert_problem(r, 404)
     # Admin-only routes look absent to an account key.
     assert_problem(await env.client.post("/v1/accounts", json={"name": "x"}, headers=hb), 404)
     assert_problem(await env.client.get("/v1/trunks", headers=hb), 404)
@@ -155,19 +156,24 @@ async def test_account_key_cannot_suspend_itself(env: Env) -> None:
 # --- duplicates ---------------------------------------------------------------------
 
 
-async def test_duplicate_number_is_409(env: Env) -> None:
+async def test_duplicate_number_is_409_in_its_account_and_404_elsewhere(env: Env) -> None:
     _, ha = await env.account("A")
     _, hb = await env.account("B")
     rn_a = await env.receiving(ha)
     rn_b = await env.receiving(hb)
     await env.tracking(ha, "+15551234567", rn_a["id"])
-    for h, rn in ((ha, rn_a), (hb, rn_b)):  # the same number, formatted differently, in any account
-        r = await env.client.post("/v1/tracking-numbers", json={"number": "+1 (555) 123-4567",
-                                                                 "receiving_number_id": rn["id"]}, headers=h)
-        assert_problem(r, 409, "number", "already")
+    # The same number, formatted differently: the account that holds it is told so...
+    r = await env.client.post("/v1/tracking-numbers", json={"number": "+1 (555) 123-4567",
+                                                             "receiving_number_id": rn_a["id"]}, headers=ha)
+    assert_problem(r, 409, "number", "already")
+    # ...another account is not told that it is provisioned (issue 14 item 9): 404.
+    r = await env.client.post("/v1/tracking-numbers", json={"number": "+1 (555) 123-4567",
+                                                             "receiving_number_id": rn_b["id"]}, headers=hb)
+    p = assert_problem(r, 404, "number", "not available")
+    assert "already" not in r.text and "provisioned" not in p["errors"][0]["message"]
     other = await env.tracking(hb, "+15551234568", rn_b["id"])
     r = await env.client.patch(f"/v1/tracking-numbers/{other['id']}", json={"number": "+15551234567"}, headers=hb)
-    assert_problem(r, 409)
+    assert_problem(r, 404)
 
 
 async def test_concurrent_duplicates_create_one(env: Env) -> None:
@@ -190,7 +196,6 @@ BAD_TRACKING = [
     ({"number": "+1555abc4567"}, "number", "only digits"),
     ({"number": ""}, "number", ""),
     ({"number": 15551234567}, "number", ""),
-    ({"receiving_number_id": "rn_0000"}, "receiving_number_id", "no receiving number"),
     ({"receiving_number_id": "not an id"}, "receiving_number_id", "pattern"),
     ({"extra": 1}, "extra", "unknown field"),
 ]
@@ -293,7 +298,7 @@ async def test_patch_bad_input(env: Env) -> None:
     assert_problem(await c.patch(f"/v1/tracking-numbers/{tn['id']}", json={"number": "12"}, headers=h), 422,
                    "number", "")
     assert_problem(await c.patch(f"/v1/tracking-numbers/{tn['id']}", json={"receiving_number_id": "rn_00"},
-                                 headers=h), 422, "receiving_number_id", "")
+                                 headers=h), 404, "receiving_number_id", "")  # as another account's (issue 14)
     assert_problem(await c.post("/v1/receiving-numbers", content=b"{not json", headers={
         **h, "content-type": "application/json"}), 422)
     assert_problem(await c.get("/v1/tracking-numbers?limit=0", headers=h), 422, "limit", "")

@@ -57,7 +57,8 @@ class CallEnv:
         return r
 
     async def dispatcher(self, **kw: Any) -> WebhookDispatcher:
-        opts: dict[str, Any] = {"timeout": 2.0, "backoff_base": 0.05, "backoff_cap": 0.2, "poll_interval": 0.05}
+        opts: dict[str, Any] = {"timeout": 2.0, "backoff_base": 0.05, "backoff_cap": 0.2, "poll_interval": 0.05,
+                                "allow_private": True}
         opts.update(kw)
         d = WebhookDispatcher(self.env.ctx.sessionmaker, self.env.ctx.secrets, **opts)
         self.dispatchers.append(d)

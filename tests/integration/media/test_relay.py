@@ -312,6 +312,21 @@ async def test_ports_still_bound_are_skipped(media) -> None:  # type: ignore[no-
             s.close()
 
 
+async def test_a_timed_out_call_never_released_frees_its_ports(media) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 4: the release was lost (NATS away when the call ended, its node gone):
+    once the no-media timeout fired and `signaling_lost_after` more passed, the worker frees
+    the ports itself and reports the call's media stats."""
+    media.worker.settings.signaling_lost_after = 0.5
+    call = await media.setup_call("leak-1", b_secure=False, timeout=0.2)
+    await wait_for_event(call, "media_timeout")
+    await wait_for_event(call, "media_stats", timeout=5.0)
+    assert "leak-1" not in media.worker.relay.calls
+    for port in (call.a_port, call.b_port):  # the sockets are closed
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((media.settings.media_host, port))
+    assert not any(e.kind == "lost" for e in call.events)  # its node was never said to be gone
+
+
 async def test_no_media_timeout_event(media, make_rtp: Callable[..., bytes]) -> None:  # type: ignore[no-untyped-def]
     call = await media.setup_call("quiet-1", b_secure=False, timeout=0.2)
     await wait_for_event(call, "media_timeout")

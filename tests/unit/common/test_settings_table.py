@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
-from services.common.bus import CallsStreamSettings
+from services.common.bus import BusAuth, CallsStreamSettings
 from services.config.settings import ConfigSettings
 from services.media.settings import MediaSettings
 from services.registry.settings import RegistrySettings
@@ -17,7 +17,7 @@ from services.signaling.settings import SignalingSettings
 README = Path(__file__).resolve().parents[3] / "README.md"
 SERVICES = Path(__file__).resolve().parents[3] / "services"
 CLASSES: tuple[type[BaseSettings], ...] = (SignalingSettings, MediaSettings, ConfigSettings, RegistrySettings,
-                                           CallsStreamSettings)
+                                           CallsStreamSettings, BusAuth)
 # Read by the commands themselves (`switchboard up`, the provisioning CLI), not by a settings class.
 COMMAND_ONLY = {"SWITCHBOARD_NATS_PORT", "SWITCHBOARD_API_TOKEN"}
 

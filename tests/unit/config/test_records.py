@@ -167,6 +167,15 @@ class FakeBus:
     async def publish(self, subject: str, msg: Any) -> None:
         self.sent.append(encode(msg))
 
+    connected = True
+
+    async def calls_stream_exists(self) -> bool:
+        return True
+
+    async def publish_acked(self, subject: str, msg: Any, msg_id: str, timeout: float = 2.0) -> bool:
+        await self.publish(subject, msg)
+        return True
+
 
 async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webhooks() -> None:
     """Each field a consumer reads comes from the model the publisher filled: a field renamed
@@ -212,6 +221,8 @@ async def test_round_trip_from_the_publishers_models_to_the_record_and_its_webho
     await med.emit("c1", pe.MediaStatsReport.of(stats))
     await sig.emit("c1", pe.Ended(by="callee", reason="normal clearing", duration=9.5, result="completed",
                                   media=stats))
+    # A worker that thought the node lost, after the node said how the call ended: ignored.
+    await med.emit("c1", pe.Lost(node="sig-1", reason="signaling node sig-1 lost"))
     await sig.emit("c1", pe.SipOut(transport="udp", first_line="SIP/2.0 200 OK", src="192.0.2.2:5060",
                                    dst="192.0.2.1:5060", message="SIP/2.0 200 OK\r\n\r\n"))
     evs = [CallEvent.model_validate_json(raw) for raw in bus.sent]
@@ -273,6 +284,15 @@ def test_an_event_with_a_malformed_payload_is_not_applied() -> None:
     with pytest.raises(ValueError):
         apply_event(rec, bad)
     assert rec.answered_at is None and rec.event_count == 1 and rec.applied == {"signaling:sig-1": [1]}
+
+
+def test_a_call_whose_signaling_node_died_is_closed_as_lost_by_the_media_workers_event() -> None:
+    answered = [e for e in CALL if e.kind != "ended"]
+    lost = ev(3, pe.Lost(node="sig-1", reason="signaling node sig-1 lost"), 60.0, node="m-1", service="media")
+    rec = fold([*answered, lost])
+    assert (rec.result, rec.reason, rec.ended_by, rec.node) == ("lost", "signaling node sig-1 lost", "switchboard",
+                                                                "sig-1")
+    assert rec.ended_at is not None
 
 
 def test_a_transfer_is_in_the_record_and_its_webhooks() -> None:

@@ -62,6 +62,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
     "nat_detected": {"leg": "b", "sdp_address": "192.168.77.10", "contact": "sip:100@192.168.77.10:5060",
                      "source": "203.0.113.5:5060"},
     "media_timeout": {"seconds": 30.2},
+    "lost": {"node": "sig-1", "reason": "signaling node sig-1 lost"},
     "media_stats": {"worker_id": "media-1", "a": LEG, "b": {**LEG, "lost": 2}, "mos": 4.3, "duration": 45.5},
 }
 
@@ -123,6 +124,15 @@ class FakeBus:
 
     async def publish(self, subject: str, msg: Any) -> None:
         self.sent.append((subject, encode(msg)))
+
+    connected = True
+
+    async def calls_stream_exists(self) -> bool:
+        return True
+
+    async def publish_acked(self, subject: str, msg: Any, msg_id: str, timeout: float = 2.0) -> bool:
+        await self.publish(subject, msg)
+        return True
 
 
 async def test_publisher_round_trip_of_every_kind() -> None:

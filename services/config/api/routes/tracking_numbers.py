@@ -8,11 +8,11 @@ from sqlalchemy import select
 from proto.messages import ConfigEntity
 
 from ...db.models import ReceivingNumber, TrackingNumber
-from ...errors import Conflict, InvalidInput
+from ...errors import Conflict, InvalidInput, NotFound
 from ...validation import normalize_e164
 from ..common import paginate
 from ..crud import Resource, public_of
-from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, PrincipalDep, SessionDep
+from ..deps import CtxDep, Cursor, IdempotencyKey, IfMatch, Limit, Principal, PrincipalDep, SessionDep
 from ..schemas import Page, TrackingNumberCreate, TrackingNumberPublic, TrackingNumberUpdate
 from .receiving_numbers import account_exists
 
@@ -25,14 +25,20 @@ async def _check_target(session: SessionDep, account_id: str, rn_id: str) -> Non
     rn = await session.get(ReceivingNumber, rn_id)
     if rn is None or rn.account_id != account_id:
         # Same answer for "does not exist" and "another account's": no existence leak.
-        raise InvalidInput.field("receiving_number_id", f"no receiving number {rn_id} in this account")
+        raise NotFound(f"no receiving number {rn_id}",
+                       errors=[{"field": "receiving_number_id", "pointer": "#/receiving_number_id",
+                                "message": "no such receiving number"}])
 
 
-async def _check_unique(session: SessionDep, number: str, exclude: str | None = None) -> None:
-    stmt = select(TrackingNumber.id).where(TrackingNumber.number == number)
+async def _check_unique(session: SessionDep, principal: Principal, number: str, exclude: str | None = None) -> None:
+    stmt = select(TrackingNumber.account_id).where(TrackingNumber.number == number)
     if exclude:
         stmt = stmt.where(TrackingNumber.id != exclude)
-    if (await session.execute(stmt)).first() is not None:
+    if (row := (await session.execute(stmt)).first()) is not None:
+        if not principal.owns(row.account_id):
+            # Not "already provisioned": that would tell another account's number exists.
+            raise NotFound(f"tracking number {number} cannot be provisioned by this account",
+                           errors=[{"field": "number", "pointer": "#/number", "message": "not available"}])
         raise Conflict(f"tracking number {number} is already provisioned",
                        errors=[{"field": "number", "pointer": "#/number", "message": "already provisioned"}])
 
@@ -44,7 +50,7 @@ async def create_tracking_number(body: TrackingNumberCreate, request: Request, r
         account_id = principal.account_for_create(body.account_id)
         await account_exists(session, account_id)
         await _check_target(session, account_id, body.receiving_number_id)
-        await _check_unique(session, body.number)
+        await _check_unique(session, principal, body.number)
         return TrackingNumber(account_id=account_id, number=body.number, receiving_number_id=body.receiving_number_id,
                               name=body.name, enabled=body.enabled)
 
@@ -88,7 +94,7 @@ async def update_tracking_number(tn_id: str, body: TrackingNumberUpdate, respons
     if "receiving_number_id" in fields and body.receiving_number_id != tn.receiving_number_id:
         await _check_target(session, tn.account_id, body.receiving_number_id or "")
     if "number" in fields and body.number != tn.number:
-        await _check_unique(session, body.number or "", exclude=tn.id)
+        await _check_unique(session, principal, body.number or "", exclude=tn.id)
     for name in ("number", "receiving_number_id", "name", "enabled"):
         if name in fields:
             setattr(tn, name, getattr(body, name))

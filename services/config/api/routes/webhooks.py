@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from ...db.models import Webhook, WebhookDelivery
-from ...errors import NotFound
+from ...errors import InvalidInput, NotFound
+from ...netguard import refusal
 from ...webhooks import redeliver
 from ..common import Idempotency, paginate
 from ..deps import CtxDep, Cursor, IdempotencyKey, Limit, PrincipalDep, SessionDep
@@ -33,6 +34,8 @@ async def create_webhook(body: WebhookCreate, request: Request, ctx: CtxDep, ses
         return replayed
     account_id = principal.account_for_create(body.account_id)
     await account_exists(session, account_id)
+    if not ctx.settings.webhook_allow_private and (why := refusal(body.url)) is not None:
+        raise InvalidInput.field("url", why)
     wh = Webhook(account_id=account_id, url=body.url, secret_sealed=ctx.secrets.seal(body.secret),
                  events=list(body.events), description=body.description, enabled=body.enabled)
     session.add(wh)
