@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.peers import dominant_frequency, needs_baresip, needs_sipp
-from tests.helpers.sipp import NUMBER, SCENARIOS, finish, sipp
-from tests.helpers.stack import running_stack, udp_free_port
+from tests.helpers.sipp import NUMBER, finish, media_carrier
+from tests.helpers.stack import running_stack
 from tests.helpers.tone import dominant, exchange_tone
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
@@ -31,11 +31,7 @@ async def test_tls_srtp_client_two_way_audio_and_dtmf(tmp_path: Path, baresip, t
         media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         media.bind(("127.0.0.1", 0))
         media.setblocking(False)
-        carrier = await sipp(tmp_path, "carrier", "-sf", str(SCENARIOS / "carrier_call.xml"),
-                             "-set", "caller", "15550001111", "-set", "rtp_ip", "127.0.0.1",
-                             "-set", "rtp_port", str(media.getsockname()[1]), "-d", "4000",
-                             "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1",
-                             f"127.0.0.1:{stack.sip_port}")
+        carrier = await media_carrier(stack, tmp_path, media.getsockname()[1], hold_ms=4000)
         allocated = await stack.wait_event("media_allocated")
         assert allocated.payload["secure"] is True
         answered = await stack.wait_event("answered")
@@ -85,11 +81,7 @@ async def test_tls_with_media_encryption_none_connects_with_plain_rtp(tmp_path: 
         media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         media.bind(("127.0.0.1", 0))
         media.setblocking(False)
-        carrier = await sipp(tmp_path, "carrier", "-sf", str(SCENARIOS / "carrier_call.xml"),
-                             "-set", "caller", "15550001111", "-set", "rtp_ip", "127.0.0.1",
-                             "-set", "rtp_port", str(media.getsockname()[1]), "-d", "3000",
-                             "-s", NUMBER.lstrip("+"), "-p", str(udp_free_port()), "-m", "1",
-                             f"127.0.0.1:{stack.sip_port}")
+        carrier = await media_carrier(stack, tmp_path, media.getsockname()[1], hold_ms=3000)
         allocated = await stack.wait_event("media_allocated")
         assert allocated.payload["secure"] is False
         answered = await stack.wait_event("answered")

@@ -318,9 +318,7 @@ class B2BUA:
         try:
             await call.run()
         finally:
-            if not call.setup_over:  # cancelled before its setup ran
-                call.setup_over = True
-                self._setup_over()
+            call.end_setup()  # a no-op unless it was cancelled before its setup ran
             self.forget(call)
 
     async def _from_trunk(self, source: str) -> bool:

@@ -153,7 +153,7 @@ class Call(Runner[Input, Do]):
         try:
             await self._route_and_dial()
         finally:
-            self._end_setup()
+            self.end_setup()
 
     async def _route_and_dial(self) -> None:
         # 100 Trying went out already: the INVITE server transaction sends it at once (§17.2.1).
@@ -207,7 +207,7 @@ class Call(Runner[Input, Do]):
         await self.send(In.DIALING)
         self.spawn(self._run_leg(leg))
 
-    def _end_setup(self) -> None:
+    def end_setup(self) -> None:
         if not self.setup_over:
             self.setup_over = True
             if self.on_setup_over is not None:
