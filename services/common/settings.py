@@ -7,8 +7,9 @@ from __future__ import annotations
 import socket
 import uuid
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,3 +59,18 @@ class CommonSettings(BaseSettings):
         services' own host settings: sip_host, media_host)."""
         if self.advertise_address and field not in self.model_fields_set:
             setattr(self, field, self.advertise_address)
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def load(cls: type[S]) -> S:
+    """The settings of a service from its environment; a bad value ends the process with the
+    variable named (`SWITCHBOARD_MAX_CALLS: Input should be a valid integer`), not a traceback."""
+    try:
+        return cls()
+    except ValidationError as e:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = [f"{prefix}{'_'.join(str(p) for p in err['loc']).upper() or '(settings)'}: {err['msg']}"
+                    for err in e.errors()]
+        raise SystemExit("bad setting: " + "; ".join(problems)) from None

@@ -16,6 +16,7 @@ import uvicorn
 
 from services.common.bus import Bus
 from services.common.service import Component, run
+from services.common.settings import load
 
 from .api.app import create_app
 from .api.common import purge_idempotency
@@ -151,4 +152,4 @@ class Config(Component[ConfigSettings]):
 
 
 def main() -> None:
-    run("config", ConfigSettings(), lambda bus, s: Config(bus, s))
+    run("config", load(ConfigSettings), lambda bus, s: Config(bus, s))

@@ -36,6 +36,7 @@ from services.common.events import CallEventPublisher
 from services.common.hep import PROTO_RTCP_JSON, HepSender
 from services.common.liveness import Liveness
 from services.common.service import Component, run
+from services.common.settings import load
 
 from . import metrics
 from .capture import rtcp_json
@@ -301,7 +302,7 @@ class Media(Component[MediaSettings]):
 
 
 def main() -> None:
-    settings = MediaSettings()
+    settings = load(MediaSettings)
     problem = settings.apply_region_range()  # before anything else: refuse before connecting
     if problem:
         raise SystemExit(problem)

@@ -15,6 +15,7 @@ from proto import subjects
 from proto.messages import Heartbeat, RegionSelect, RegionStatus, RegistryQuery, TrunkCheck
 from services.common.bus import Bus
 from services.common.service import Component, run
+from services.common.settings import load
 from services.common.tasks import cancel_and_wait
 
 from . import topology
@@ -178,7 +179,7 @@ class Registry(Component[RegistrySettings]):
 
 
 def main() -> None:
-    settings = RegistrySettings()
+    settings = load(RegistrySettings)
     try:
         topo = topology.load(settings.regions_file)
     except TopologyError as e:

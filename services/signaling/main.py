@@ -5,6 +5,7 @@ from __future__ import annotations
 from proto.messages import Heartbeat
 from services.common.bus import Bus
 from services.common.service import Component, run
+from services.common.settings import load
 
 from .b2bua.b2bua import B2BUA
 from .health import HealthPinger
@@ -41,4 +42,4 @@ class Signaling(Component[SignalingSettings]):
 
 
 def main() -> None:
-    run("signaling", SignalingSettings(), lambda bus, s: Signaling(bus, s))
+    run("signaling", load(SignalingSettings), lambda bus, s: Signaling(bus, s))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from services.common.settings import CommonSettings
 
@@ -21,16 +21,16 @@ class SignalingSettings(CommonSettings):
     invite_rate: float = 200.0
     """INVITEs per second accepted from one source address (a token bucket); beyond, 503."""
     invite_burst: int = 400
-    max_in_setup: int = 200
+    max_in_setup: int = Field(default=200, ge=0)
     """Calls still being routed and given media on this node; beyond, new INVITEs get 503
     (overload: the bus or the backends are not keeping up)."""
-    overload_lag: float = 0.25
+    overload_lag: float = Field(default=0.25, ge=0)
     """Seconds of sustained event-loop lag at which new INVITEs get 503 until the lag is back
     under a fifth of it; 0 switches the lag check off."""
-    overload_lag_min_in_setup: int = 8
+    overload_lag_min_in_setup: int = Field(default=8, ge=0)
     """The lag check applies only with at least this many calls in setup: a node that is late
     with hardly any calls (a stall, a busy neighbour) has nothing to shed."""
-    overload_retry_after: int = 5
+    overload_retry_after: int = Field(default=5, ge=0, le=86400)
     """Retry-After (seconds) of an overload 503."""
     local_mode: bool = False
     """Loopback counts as a carrier trunk when the registry does not answer (`switchboard up`)."""

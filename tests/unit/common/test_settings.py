@@ -50,3 +50,17 @@ def test_without_an_advertise_address_everything_stays_on_loopback() -> None:
 
     sig, media = SignalingSettings(), MediaSettings()
     assert (sig.public_address, sig.sip_host, media.media_host) == ("127.0.0.1", "127.0.0.1", "127.0.0.1")
+
+
+def test_a_bad_setting_ends_the_service_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.settings import load
+    from services.signaling.settings import SignalingSettings
+
+    monkeypatch.setenv("SWITCHBOARD_MAX_CALLS", "lots")
+    monkeypatch.setenv("SWITCHBOARD_OVERLOAD_RETRY_AFTER", "-5")
+    with pytest.raises(SystemExit) as exit_:
+        load(SignalingSettings)
+    message = str(exit_.value)
+    assert message.startswith("bad setting: ")
+    assert "SWITCHBOARD_MAX_CALLS: Input should be a valid integer" in message
+    assert "SWITCHBOARD_OVERLOAD_RETRY_AFTER: Input should be greater than or equal to 0" in message
